@@ -1,0 +1,317 @@
+"""The ``regtracks`` command line: parse options, call the library, show progress.
+
+Thin on purpose: every command is option handling plus one library call. Library modules are
+imported inside the commands, so ``regtracks --help`` does not import torch. A
+:class:`~regtracks._util.RegtracksError` (bad input) becomes one red line on stderr and exit
+code 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtracks import __version__
+from regtracks.config import DEFAULT_DATA, DEFAULT_SIM
+
+app = typer.Typer(
+    name="regtracks",
+    help="Long-context DNA models of regulatory markers: FASTA + peak files -> models -> "
+    "genome-browser tracks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(help="Inspect the data of a task.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _fail(msg: str, code: int = 1):
+    _stderr().print(f"[bold red]error:[/bold red] {msg}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _info(msg: str) -> None:
+    _stderr().print(msg, soft_wrap=True)
+
+
+def handle_errors(fn):
+    """Turn user errors into one line and exit 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from regtracks._util import RegtracksError
+
+        try:
+            return fn(*args, **kwargs)
+        except RegtracksError as exc:
+            _fail(str(exc))
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or exc}{where}")
+        except KeyboardInterrupt:
+            _stderr().print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _progress(description: str, *, unit: str = ""):
+    """A rich progress bar on stderr; yields ``update(done, total, label)``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[label]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=_stderr(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None, label="")
+
+        def update(done, total, label=""):
+            bar.update(task, completed=done, total=total, label=str(label))
+
+        yield update
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"regtracks {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+):
+    """regtracks: from a genome FASTA and peak files to models and browser tracks."""
+
+
+# ---------------------------------------------------------------------------------------------
+# data options shared by data summary / train / benchmark
+GenomeOpt = Annotated[Path, typer.Option("--genome", "-g", help="Genome FASTA (plain or bgzip).")]
+MarkersOpt = Annotated[
+    Path, typer.Option("--markers", "-m", help="Marker manifest TSV (name, category, path).")
+]
+TaskOpt = Annotated[
+    str, typer.Option("--task", help="dense (25 kb, per base) or sequence (1000 bp).")
+]
+WindowLenOpt = Annotated[int, typer.Option("--window-len", help="Dense task window length (bp).")]
+MaxNOpt = Annotated[
+    float, typer.Option("--max-n", help="Drop inputs with more than this fraction of N.")
+]
+ExcludeOpt = Annotated[
+    Path | None,
+    typer.Option("--exclude", help="BED of excluded regions; windows >10% covered are dropped."),
+]
+SplitOpt = Annotated[
+    str, typer.Option("--split", help="chrom (hold out chromosomes) or random (80/10/10).")
+]
+ValidChromsOpt = Annotated[
+    str | None, typer.Option("--valid-chroms", help="Comma-separated validation chromosomes.")
+]
+TestChromsOpt = Annotated[
+    str | None, typer.Option("--test-chroms", help="Comma-separated test chromosomes.")
+]
+ChromsOpt = Annotated[
+    str | None, typer.Option("--chroms", help="Use only these chromosomes (comma-separated).")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random split and sampling.")]
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    return items or None
+
+
+def data_config(
+    *,
+    window_len: int = DEFAULT_DATA.window_len,
+    max_n: float = DEFAULT_DATA.max_n,
+    split: str = DEFAULT_DATA.split,
+    valid_chroms: str | None = None,
+    test_chroms: str | None = None,
+    chroms: str | None = None,
+    seed: int = DEFAULT_DATA.seed,
+):
+    """Build a DataConfig from command-line values (validated by the library)."""
+    from dataclasses import replace
+
+    return replace(
+        DEFAULT_DATA,
+        window_len=window_len,
+        max_n=max_n,
+        split=split,
+        valid_chroms=_csv(valid_chroms),
+        test_chroms=_csv(test_chroms),
+        chroms=_csv(chroms),
+        seed=seed,
+    )
+
+
+def prepare_task(genome, markers, task, cfg, exclude):
+    """Library :func:`regtracks.data.prepare` with a progress bar and the one-line reports."""
+    from regtracks.data import prepare
+
+    with _progress("reading peaks") as update:
+        td = prepare(genome, markers, task=task, cfg=cfg, exclude=exclude, progress=update)
+    miss = td.intervals.missing_summary()
+    if miss:
+        _info(f"[yellow]note:[/yellow] {miss}")
+    if td.samples.split_info.mode == "chrom" and td.samples.split_info.auto:
+        _info(
+            "[yellow]note:[/yellow] chr7/chr8/chr9 not all in the genome; "
+            + td.samples.split_info.describe()
+        )
+    return td
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULT_SIM.seed,
+    chroms: Annotated[
+        int, typer.Option("--chroms", help="Number of chromosomes.")
+    ] = DEFAULT_SIM.n_chroms,
+    chrom_len: Annotated[
+        int, typer.Option("--chrom-len", help="Length of each chromosome (bp).")
+    ] = DEFAULT_SIM.chrom_len,
+    markers: Annotated[
+        int, typer.Option("--markers", help="Number of markers (919 in the paper).")
+    ] = DEFAULT_SIM.n_markers,
+    site_density: Annotated[
+        float, typer.Option("--site-density", help="Planted sites per Mbp of each motif.")
+    ] = DEFAULT_SIM.site_density,
+):
+    """Write a synthetic genome with known rules (FASTA, peaks, markers.tsv, truth.bed)."""
+    from dataclasses import replace
+
+    from regtracks.simulate import simulate as run
+
+    cfg = replace(
+        DEFAULT_SIM,
+        seed=seed,
+        n_chroms=chroms,
+        chrom_len=chrom_len,
+        n_markers=markers,
+        site_density=site_density,
+    )
+    with _progress("simulating") as update:
+        res = run(out, cfg, progress=lambda d, t, c: update(d // 1000, t // 1000, f"{c} (kbp)"))
+    _info(
+        f"wrote {res.genome} ({res.n_bases:,} bp, {cfg.n_chroms} chromosomes), {len(res.n_peaks)} "
+        f"markers in {res.markers}, {res.n_sites:,} planted sites in {res.truth}"
+    )
+
+
+@data_app.command("summary")
+@handle_errors
+def data_summary(
+    genome: GenomeOpt,
+    markers: MarkersOpt,
+    task: TaskOpt = "dense",
+    window_len: WindowLenOpt = DEFAULT_DATA.window_len,
+    max_n: MaxNOpt = DEFAULT_DATA.max_n,
+    exclude: ExcludeOpt = None,
+    split: SplitOpt = DEFAULT_DATA.split,
+    valid_chroms: ValidChromsOpt = None,
+    test_chroms: TestChromsOpt = None,
+    chroms: ChromsOpt = None,
+    seed: SeedOpt = DEFAULT_DATA.seed,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+):
+    """Windows kept and dropped, splits, and per-marker peaks and coverage."""
+    from regtracks.data import summarize
+
+    cfg = data_config(
+        window_len=window_len, max_n=max_n, split=split, valid_chroms=valid_chroms,
+        test_chroms=test_chroms, chroms=chroms, seed=seed,
+    )  # fmt: skip
+    td = prepare_task(genome, markers, task, cfg, exclude)
+    summary = summarize(td)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(s: dict) -> None:
+    from rich.table import Table
+
+    con = _stdout()
+    g = s["genome"]
+    unit = "windows" if s["task"] == "dense" else "inputs"
+    con.print(
+        f"[bold]{g['name']}[/bold]: {g['chromosomes']} chromosomes, {g['length']:,} bp; "
+        f"task [bold]{s['task']}[/bold], {s['window_len']:,} bp {unit}"
+    )
+    dropped = ", ".join(f"{k} {v:,}" for k, v in s["windows_dropped"].items())
+    con.print(
+        f"{unit}: {s['windows_total']:,} candidates, {s['windows_kept']:,} kept "
+        f"(dropped: {dropped})"
+    )
+    t = Table(title="splits")
+    t.add_column("split")
+    t.add_column(unit, justify="right")
+    t.add_column("chromosomes")
+    for name, v in s["splits"].items():
+        chroms = ", ".join(v["chromosomes"])
+        if s["split_mode"] == "random":
+            chroms = "(random)"
+        t.add_row(name, f"{v['windows']:,}", chroms)
+    con.print(t)
+    t = Table(title="markers")
+    for col in ("name", "category", "peaks", "intervals", "covered bp", "positive %"):
+        t.add_column(col, justify="left" if col in ("name", "category") else "right")
+    for m in s["markers"]:
+        t.add_row(
+            m["name"], m["category"], f"{m['peaks']:,}", f"{m['intervals']:,}",
+            f"{m['covered_bp']:,}", f"{100 * m['positive_fraction']:.3f}",
+        )  # fmt: skip
+    con.print(t)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""One call from files to a task: genome + marker manifest (+ exclude BED) -> samples.
+
+:func:`prepare` is what ``train``, ``evaluate``, ``benchmark`` and ``data summary`` call; it
+returns a :class:`TaskData` holding everything the datasets need. No torch here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from regtracks._util import RegtracksError, covered_bp
+from regtracks.config import DEFAULT_DATA, SPLITS, TASKS, DataConfig
+from regtracks.genome import Genome
+from regtracks.labels import IntervalIndex
+from regtracks.markers import MarkerIntervals, MarkerSet, read_bed_intervals
+from regtracks.windows import Samples, dense_windows, sequence_samples
+
+__all__ = ["TaskData", "prepare", "summarize"]
+
+
+@dataclass
+class TaskData:
+    """A task built from files: the inputs of the torch datasets."""
+
+    task: str
+    cfg: DataConfig
+    genome: Genome
+    markers: MarkerSet
+    intervals: MarkerIntervals
+    index: IntervalIndex
+    samples: Samples
+    exclude: dict | None
+    exclude_path: str | None
+
+    @property
+    def n_markers(self) -> int:
+        return len(self.markers)
+
+
+def prepare(
+    genome: str | os.PathLike | Genome,
+    markers: str | os.PathLike | MarkerSet,
+    *,
+    task: str = "dense",
+    cfg: DataConfig = DEFAULT_DATA,
+    exclude: str | os.PathLike | None = None,
+    progress=None,
+) -> TaskData:
+    """Open the genome, read every peak file and build the task's samples and splits.
+
+    Parameters
+    ----------
+    genome : path or Genome
+    markers : path of a manifest TSV, or MarkerSet
+    task : {"dense", "sequence"}
+    cfg : DataConfig
+    exclude : path, optional
+        BED of excluded regions (blacklist, multi-mapped); windows more than
+        ``cfg.max_excluded`` covered are dropped.
+    progress : callable, optional
+        ``progress(i, n, marker_name)`` while peak files are read.
+    """
+    if task not in TASKS:
+        raise RegtracksError(f"unknown task {task!r} (expected dense or sequence)")
+    g = genome if isinstance(genome, Genome) else Genome(genome)
+    ms = markers if isinstance(markers, MarkerSet) else MarkerSet.from_tsv(markers)
+    ex = None
+    if exclude is not None:
+        if not Path(exclude).is_file():
+            raise RegtracksError(f"{exclude}: exclude BED not found")
+        ex = read_bed_intervals(exclude, g)
+    mi = ms.read(g, progress=progress)
+    index = IntervalIndex(mi.per_marker)
+    if task == "dense":
+        samples = dense_windows(g, cfg, exclude=ex)
+    else:
+        samples = sequence_samples(g, index, cfg, exclude=ex)
+    return TaskData(
+        task=task,
+        cfg=cfg,
+        genome=g,
+        markers=ms,
+        intervals=mi,
+        index=index,
+        samples=samples,
+        exclude=ex,
+        exclude_path=None if exclude is None else str(Path(exclude).resolve()),
+    )
+
+
+def _positive_fraction(td: TaskData) -> np.ndarray:
+    """Per marker: fraction of labelled positions (dense) or samples (sequence) positive."""
+    s = td.samples
+    M = td.n_markers
+    if td.task == "sequence":
+        counts = np.bincount(s.label_markers, minlength=M)
+        return counts / max(len(s), 1)
+    covered = np.zeros(M, dtype=np.int64)
+    for ci, chrom in enumerate(s.chroms):
+        sel = s.chrom_idx == ci
+        if not sel.any():
+            continue
+        ws = s.start[sel]
+        we = ws + s.length
+        for m in range(M):
+            ms, me = td.index.marker_intervals(m, chrom)
+            if ms.size:
+                covered[m] += int(covered_bp(ms, me, ws, we).sum())
+    return covered / max(len(s) * s.length, 1)
+
+
+def summarize(td: TaskData) -> dict:
+    """The numbers ``regtracks data summary`` shows (and prints with ``--json``).
+
+    Keys: ``task``, ``genome``, ``windows_total``, ``windows_kept``, ``windows_dropped``
+    (by reason), ``splits`` (``train``/``valid``/``test`` -> ``windows`` and ``chromosomes``),
+    ``split_mode``, ``markers`` (``name``, ``category``, ``peaks``, ``intervals`` after merging,
+    ``covered_bp``, ``positive_fraction`` over kept windows), ``missing_chroms``.
+    For the sequence task "windows" are the 1000 bp inputs of the labelled bins.
+    """
+    s = td.samples
+    counts = s.counts()
+    chroms_by_split: dict[str, list[str]] = {}
+    for k, name in enumerate(SPLITS):
+        idx = np.unique(s.chrom_idx[s.split == k])
+        chroms_by_split[name] = [s.chroms[i] for i in idx]
+    pf = _positive_fraction(td)
+    mi = td.intervals
+    return {
+        "task": td.task,
+        "genome": {
+            "path": str(td.genome.path),
+            "name": td.genome.name,
+            "chromosomes": len(td.genome.chroms),
+            "length": td.genome.total_len,
+        },
+        "window_len": s.length,
+        "windows_total": int(s.total),
+        "windows_kept": len(s),
+        "windows_dropped": {k: int(v) for k, v in s.dropped.items()},
+        "split_mode": s.split_info.mode,
+        "split_auto": s.split_info.auto,
+        "splits": {
+            name: {"windows": counts[name], "chromosomes": chroms_by_split[name]} for name in SPLITS
+        },
+        "markers": [
+            {
+                "name": m.name,
+                "category": m.category,
+                "peaks": int(mi.n_peaks[i]),
+                "intervals": mi.n_intervals(i),
+                "covered_bp": mi.covered_bp(i),
+                "positive_fraction": float(pf[i]),
+            }
+            for i, m in enumerate(td.markers)
+        ],
+        "missing_chroms": {k: int(v) for k, v in mi.missing_chroms.items()},
+    }

@@ -1,0 +1,466 @@
+"""A synthetic genome with known regulatory rules: regtracks' built-in default data.
+
+``simulate(out_dir, cfg)`` writes::
+
+    out_dir/genome.fa (+ .fai)      random background (GC ``cfg.gc``), planted motif sites,
+                                    N gaps and soft-masked (lowercase) stretches
+    out_dir/markers.tsv             name, category, path, cell_type, color, description (the rule)
+    out_dir/peaks/<marker>.bed.gz   narrowPeak (TFBS, DNase) or broadPeak (Histone), gzip
+    out_dir/truth.bed               planted sites: chrom, start, end, motif, 0, strand (BED6)
+    out_dir/simulation.json         the configuration and every marker's rule
+
+Rules (each marker follows one; ``cfg.noise`` of its peaks are dropped and as many placed at
+random, as ENCODE peaks are imperfect):
+
+* ``local`` (TFBS): a 200-400 bp peak on every site of motif X.
+* ``distal`` (TFBS): a peak on a site of motif X only when a site of motif Y lies
+  ``distal_min``-``distal_max`` (1-5 kb, centre to centre) away on either side. Half of the X
+  sites get such a partner; Y also occurs alone. Only a model that sees kilobases around a site
+  can tell these peaks apart.
+* ``broad`` (Histone): a broad domain (2-8 kb, fixed per marker +-20 %) centred on every site of
+  motif Z.
+* ``union`` (DNase): a 150-300 bp peak on every site of any of two motifs (accessible sites).
+
+Motifs are consensus sequences of real TFs (then random 10-mers), planted on either strand
+with ``cfg.mutation`` substitutions per base, ``cfg.site_density`` sites per Mbp each; sites
+never overlap each other or an N gap. Coordinates are 0-based half-open.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from regtracks._util import RegtracksError, atomic_path, write_text_atomic
+from regtracks.config import CATEGORY_COLORS, DEFAULT_SIM, SimConfig
+
+__all__ = ["simulate", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
+
+MOTIFS: list[tuple[str, str]] = [
+    ("CTCF", "CCACCAGGGGGCGC"),
+    ("CEBPB", "ATTGCGCAAT"),
+    ("GATA1", "AGATAAGGA"),
+    ("FOXA1", "TGTTTACTTAG"),
+    ("SP1", "GGGGCGGGGC"),
+    ("AP1", "ATGACTCATC"),
+    ("NRF1", "GCGCATGCGCA"),
+    ("YY1", "AAGATGGCGGC"),
+    ("ELK1", "ACCGGAAGTG"),
+    ("REST", "TTCAGCACCATGGACAG"),
+    ("MAX", "GCCACGTGGC"),
+    ("HNF4A", "GGGGTCAAAGGTCA"),
+    ("NFYA", "AGCCAATCAGA"),
+    ("TEAD4", "ACATTCCTGG"),
+    ("RUNX1", "TGTGGTTTGC"),
+    ("PAX5", "GCGTGACCAAG"),
+]
+HISTONES = ["H3K4me3", "H3K27ac", "H3K36me3", "H3K27me3", "H3K9me3", "H3K4me1", "H3K79me2",
+            "H2AFZ", "H3K9ac", "H4K20me1"]  # fmt: skip
+_CODES = {"A": 1, "C": 2, "G": 3, "T": 4}
+_ASCII = np.frombuffer(b"NACGT", dtype=np.uint8)
+_COMP = np.array([0, 4, 3, 2, 1], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class MarkerRule:
+    """How one synthetic marker's peaks follow from the planted sites."""
+
+    name: str
+    category: str
+    rule: str  # local | distal | broad | union
+    motifs: tuple[int, ...]
+    partner: int | None = None
+    width: tuple[int, int] = (200, 400)
+    cell_type: str = "SIM1"
+
+    def describe(self, motif_names: list[str], cfg: SimConfig) -> str:
+        m = [motif_names[i] for i in self.motifs]
+        if self.rule == "local":
+            return f"local: peak on every {m[0]} site"
+        if self.rule == "distal":
+            p = motif_names[self.partner]
+            return (
+                f"distal: peak on {m[0]} sites only when a {p} site lies "
+                f"{cfg.distal_min / 1000:g}-{cfg.distal_max / 1000:g} kb away"
+            )
+        if self.rule == "broad":
+            lo, hi = self.width[0] / 1000, self.width[1] / 1000
+            return f"broad: {lo:g}-{hi:g} kb domain on every {m[0]} site"
+        return f"union: peak on every {' or '.join(m)} site"
+
+
+@dataclass
+class SimResult:
+    """Paths written by :func:`simulate` and a few counts."""
+
+    out_dir: Path
+    genome: Path
+    markers: Path
+    truth: Path
+    n_bases: int
+    n_sites: int
+    n_peaks: dict[str, int] = field(default_factory=dict)
+
+
+def _category_counts(n: int) -> tuple[int, int, int]:
+    if n < 3:
+        raise RegtracksError(f"--markers must be at least 3 (one per category), got {n}")
+    if n <= 24:  # small: balanced, so that every category is visible
+        h = max(1, n // 4)
+        d = max(1, n // 4)
+        return n - h - d, h, d
+    # the paper's 919 markers: 690 TFBS, 104 histone marks, 125 DNase
+    h = max(1, round(n * 104 / 919))
+    d = max(1, round(n * 125 / 919))
+    return n - h - d, h, d
+
+
+def _library(n_motifs: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    lib = list(MOTIFS[:n_motifs])
+    k = len(lib)
+    while len(lib) < n_motifs:
+        seq = "".join(rng.choice(list("ACGT"), size=10))
+        lib.append((f"M{k + 1:03d}", seq))
+        k += 1
+    return lib
+
+
+def plan_markers(n_markers: int, n_motifs: int) -> list[MarkerRule]:
+    """Assign rules and motifs to ``n_markers`` markers (deterministic).
+
+    TFBS markers alternate local and distal rules over the motif library; histone marks are
+    broad domains; DNase markers are unions of two motifs. Markers beyond the library's size
+    reuse motifs under new cell types, as ENCODE profiles one factor in many cell types.
+    """
+    n_tf, n_h, n_d = _category_counts(n_markers)
+    names = [m[0] for m in MOTIFS] + [f"M{i + 1:03d}" for i in range(len(MOTIFS), n_motifs)]
+    rules: list[MarkerRule] = []
+    used: set[str] = set()
+
+    def unique(base: str, cell: str) -> str:
+        name = base if base not in used else f"{base}.{cell}"
+        k = 2
+        while name in used:
+            name = f"{base}.{cell}.{k}"
+            k += 1
+        used.add(name)
+        return name
+
+    half = max(1, n_motifs // 2)
+    for k in range(n_tf):
+        x = k % n_motifs
+        cell = f"SIM{k // n_motifs + 1}"
+        if k % 2 == 0:
+            rules.append(MarkerRule(unique(names[x], cell), "TFBS", "local", (x,), cell_type=cell))
+        else:
+            y = (x + half) % n_motifs
+            if y == x:
+                y = (x + 1) % n_motifs
+            rules.append(
+                MarkerRule(
+                    unique(names[x], cell), "TFBS", "distal", (x,), partner=y, cell_type=cell
+                )
+            )
+    widths = [(1600, 2400), (3200, 4800), (4800, 7200), (6400, 9600)]
+    for j in range(n_h):
+        z = (n_tf + j) % n_motifs
+        cell = f"SIM{j // len(HISTONES) + 1}"
+        rules.append(
+            MarkerRule(
+                unique(HISTONES[j % len(HISTONES)], cell),
+                "Histone",
+                "broad",
+                (z,),
+                width=widths[j % len(widths)],
+                cell_type=cell,
+            )
+        )
+    for j in range(n_d):
+        a = (n_tf + n_h + j) % n_motifs
+        b = (a + 1 + 2 * j) % n_motifs
+        if b == a:
+            b = (a + 1) % n_motifs
+        cell = f"SIM{j + 1}"
+        rules.append(
+            MarkerRule(
+                unique("DNase", cell), "DNase", "union", (a, b), width=(150, 300), cell_type=cell
+            )
+        )
+    return rules
+
+
+def _gaps(length: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """N gaps: a telomeric run at the start, and ``n`` runs of 5-30 kb (merged, sorted)."""
+    starts = [0]
+    ends = [min(10_000, length // 100)]
+    for _ in range(n):
+        g = int(rng.integers(5_000, 30_001))
+        if length > 4 * g:
+            s = int(rng.integers(length // 10, length - 2 * g))
+            starts.append(s)
+            ends.append(s + g)
+    from regtracks._util import merge_intervals
+
+    s, e = merge_intervals(np.array(starts), np.array(ends))
+    keep = e > s
+    return s[keep], e[keep]
+
+
+def _in_intervals(pos: np.ndarray, end: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """True where ``[pos, end)`` overlaps any of the sorted disjoint ``[s, e)``."""
+    if s.size == 0:
+        return np.zeros(pos.shape, dtype=bool)
+    k = np.minimum(np.searchsorted(e, pos, side="right"), s.size - 1)  # first gap ending after pos
+    return (s[k] < end) & (e[k] > pos)
+
+
+def _format_peaks(
+    chrom: str,
+    s: np.ndarray,
+    e: np.ndarray,
+    summit: np.ndarray,
+    score: np.ndarray,
+    broad: bool,
+    first_id: int,
+) -> str:
+    sig = score / 100.0
+    if broad:
+        rows = zip(s.tolist(), e.tolist(), score.tolist(), sig.tolist(), strict=True)
+        return "".join(
+            f"{chrom}\t{a}\t{b}\tpeak{first_id + i}\t{sc}\t.\t{g:.2f}\t-1\t-1\n"
+            for i, (a, b, sc, g) in enumerate(rows)
+        )
+    rows = zip(s.tolist(), e.tolist(), score.tolist(), sig.tolist(), summit.tolist(), strict=True)
+    return "".join(
+        f"{chrom}\t{a}\t{b}\tpeak{first_id + i}\t{sc}\t.\t{g:.2f}\t{g * 3:.2f}\t{g * 2:.2f}\t{u}\n"
+        for i, (a, b, sc, g, u) in enumerate(rows)
+    )
+
+
+def simulate(out_dir: str | Path, cfg: SimConfig = DEFAULT_SIM, *, progress=None) -> SimResult:
+    """Write a synthetic genome, its peak files and the ground truth to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output folder (created; files in it are replaced).
+    cfg : SimConfig
+        Size and rules; the defaults run the demo on a laptop, ``n_chroms=24,
+        chrom_len=96_000_000, n_markers=919`` is paper size.
+    progress : callable, optional
+        ``progress(done_bp, total_bp, chrom)`` after each chromosome.
+
+    Returns
+    -------
+    SimResult
+    """
+    if cfg.n_chroms < 1:
+        raise RegtracksError(f"--chroms must be at least 1, got {cfg.n_chroms}")
+    if cfg.chrom_len < 50_000:
+        raise RegtracksError(f"--chrom-len must be at least 50,000 bp, got {cfg.chrom_len:,}")
+    if not 0.0 < cfg.gc < 1.0:
+        raise RegtracksError(f"gc must be between 0 and 1, got {cfg.gc}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    n_motifs = int(min(64, max(8, cfg.n_markers)))
+    lib = _library(n_motifs, rng)
+    motif_names = [m[0] for m in lib]
+    motif_codes = [np.array([_CODES[b] for b in seq], dtype=np.uint8) for _, seq in lib]
+    motif_len = np.array([len(seq) for _, seq in lib], dtype=np.int64)
+    rules = plan_markers(cfg.n_markers, n_motifs)
+    # per-marker width scale for broad domains
+    peaks_tmp = out / ".peaks.tmp"
+    if peaks_tmp.exists():
+        shutil.rmtree(peaks_tmp)
+    peaks_tmp.mkdir()
+    n_peaks = {r.name: 0 for r in rules}
+    # background: 256-entry table with the requested GC content
+    n_gc = int(round(cfg.gc * 256))
+    table = np.empty(256, dtype=np.uint8)
+    table[: n_gc // 2] = 2  # C
+    table[n_gc // 2 : n_gc] = 3  # G
+    table[n_gc : n_gc + (256 - n_gc) // 2] = 1  # A
+    table[n_gc + (256 - n_gc) // 2 :] = 4  # T
+    chroms = [f"chr{i + 1}" for i in range(cfg.n_chroms)]
+    total_bp = cfg.n_chroms * cfg.chrom_len
+    n_sites_total = 0
+    partner_of: dict[int, list[int]] = {}
+    for r in rules:
+        if r.rule == "distal":
+            partner_of.setdefault(r.motifs[0], []).append(r.partner)
+
+    with atomic_path(out / "genome.fa") as fa_tmp, atomic_path(out / "truth.bed") as truth_tmp:
+        with open(fa_tmp, "wb") as fa, open(truth_tmp, "w") as truth:
+            for ci, chrom in enumerate(chroms):
+                L = cfg.chrom_len
+                crng = np.random.default_rng((cfg.seed, ci))
+                seq = table[crng.integers(0, 256, size=L, dtype=np.uint8)]
+                gs, ge = _gaps(L, cfg.n_gaps_per_chrom, crng)
+                # -- sites: each motif at site_density per Mbp, plus distal partners
+                mids, poss, strands = [], [], []
+                for j in range(n_motifs):
+                    k = crng.poisson(cfg.site_density * L / 1e6)
+                    p = crng.integers(0, L - motif_len[j], size=k)
+                    mids.append(np.full(k, j))
+                    poss.append(p)
+                    for y in partner_of.get(j, []):
+                        sel = p[crng.random(k) < 0.5]
+                        d = crng.integers(cfg.distal_min, cfg.distal_max + 1, size=sel.size)
+                        d = np.where(crng.random(sel.size) < 0.5, -d, d)
+                        cy = sel + motif_len[j] // 2 + d - motif_len[y] // 2
+                        ok = (cy >= 0) & (cy < L - motif_len[y])
+                        mids.append(np.full(int(ok.sum()), y))
+                        poss.append(cy[ok])
+                mid = np.concatenate(mids).astype(np.int64)
+                pos = np.concatenate(poss).astype(np.int64)
+                strands = crng.random(pos.size) < 0.5
+                end = pos + motif_len[mid]
+                order = np.argsort(pos, kind="stable")
+                mid, pos, end, strands = mid[order], pos[order], end[order], strands[order]
+                prev_end = np.maximum.accumulate(np.concatenate([[-1], end[:-1]]))
+                keep = (pos >= prev_end) & ~_in_intervals(pos, end, gs, ge)
+                mid, pos, end, strands = mid[keep], pos[keep], end[keep], strands[keep]
+                n_sites_total += pos.size
+                # -- plant the sites
+                for j in range(n_motifs):
+                    sel = mid == j
+                    if not sel.any():
+                        continue
+                    m = motif_codes[j]
+                    block = np.tile(m, (int(sel.sum()), 1))
+                    rc = strands[sel]
+                    block[rc] = _COMP[m[::-1]]
+                    mut = crng.random(block.shape) < cfg.mutation
+                    block[mut] = crng.integers(1, 5, size=int(mut.sum()), dtype=np.uint8)
+                    seq[pos[sel][:, None] + np.arange(m.size)] = block
+                for s, e in zip(gs.tolist(), ge.tolist(), strict=True):
+                    seq[s:e] = 0
+                text = _ASCII[seq]
+                # soft-masked stretches of 300-3,000 bp
+                n_mask = int(cfg.softmask_fraction * L / 1650)
+                ms = crng.integers(0, L, size=n_mask)
+                me = np.minimum(ms + crng.integers(300, 3001, size=n_mask), L)
+                cover = np.zeros(L + 1, dtype=np.int32)
+                np.add.at(cover, ms, 1)
+                np.add.at(cover, me, -1)
+                lower = np.cumsum(cover[:-1]) > 0
+                text[lower] |= 0x20
+                # -- FASTA, 60 bases a line
+                fa.write(f">{chrom}\n".encode())
+                full = (L // 60) * 60
+                lines = np.empty((L // 60, 61), dtype=np.uint8)
+                lines[:, :60] = text[:full].reshape(-1, 60)
+                lines[:, 60] = 10
+                fa.write(lines.tobytes())
+                if L > full:
+                    fa.write(text[full:].tobytes() + b"\n")
+                # -- truth
+                strand_ch = np.where(strands, "-", "+")
+                truth.write(
+                    "".join(
+                        f"{chrom}\t{a}\t{b}\t{motif_names[j]}\t0\t{st}\n"
+                        for a, b, j, st in zip(
+                            pos.tolist(),
+                            end.tolist(),
+                            mid.tolist(),
+                            strand_ch.tolist(),
+                            strict=True,
+                        )
+                    )
+                )
+                # -- peaks of every marker
+                centre = (pos + end) // 2
+                for r in rules:
+                    s, e = _marker_peaks(r, mid, centre, L, cfg, crng)
+                    order = np.argsort(s, kind="stable")
+                    s, e = s[order], e[order]
+                    score = crng.integers(100, 1001, size=s.size)
+                    summit = (e - s) // 2
+                    with gzip.open(
+                        peaks_tmp / f"{_safe(r.name)}.bed.gz", "at", compresslevel=1
+                    ) as fh:
+                        fh.write(
+                            _format_peaks(
+                                chrom, s, e, summit, score, r.rule == "broad", n_peaks[r.name]
+                            )
+                        )
+                    n_peaks[r.name] += int(s.size)
+                if progress is not None:
+                    progress((ci + 1) * cfg.chrom_len, total_bp, chrom)
+    peaks_dir = out / "peaks"
+    if peaks_dir.exists():
+        shutil.rmtree(peaks_dir)
+    peaks_tmp.rename(peaks_dir)
+    # manifest and provenance
+    rows = ["name\tcategory\tpath\tcell_type\tcolor\tdescription"]
+    for r in rules:
+        rows.append(
+            f"{r.name}\t{r.category}\tpeaks/{_safe(r.name)}.bed.gz\t{r.cell_type}\t"
+            f"{CATEGORY_COLORS[r.category]}\t{r.describe(motif_names, cfg)}"
+        )
+    info = {
+        "config": asdict(cfg),
+        "chroms": {c: cfg.chrom_len for c in chroms},
+        "motifs": [{"name": n, "consensus": s} for n, s in lib],
+        "markers": [
+            {**asdict(r), "motif_names": [motif_names[i] for i in r.motifs],
+             "partner_name": None if r.partner is None else motif_names[r.partner],
+             "description": r.describe(motif_names, cfg), "n_peaks": n_peaks[r.name]}
+            for r in rules
+        ],
+    }  # fmt: skip
+    write_text_atomic(out / "simulation.json", json.dumps(info, indent=1) + "\n")
+    write_text_atomic(out / "markers.tsv", "\n".join(rows) + "\n")
+    from regtracks.genome import Genome
+
+    Genome(out / "genome.fa")  # builds genome.fa.fai
+    return SimResult(
+        out_dir=out,
+        genome=out / "genome.fa",
+        markers=out / "markers.tsv",
+        truth=out / "truth.bed",
+        n_bases=total_bp,
+        n_sites=n_sites_total,
+        n_peaks=n_peaks,
+    )
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+
+
+def _marker_peaks(
+    r: MarkerRule,
+    mid: np.ndarray,
+    centre: np.ndarray,
+    L: int,
+    cfg: SimConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Peak intervals of one marker on one chromosome, from the kept sites."""
+    if r.rule == "union":
+        c = centre[np.isin(mid, r.motifs)]
+    else:
+        c = centre[mid == r.motifs[0]]
+    if r.rule == "distal":
+        y = np.sort(centre[mid == r.partner])
+        lo1 = np.searchsorted(y, c + cfg.distal_min, side="left")
+        hi1 = np.searchsorted(y, c + cfg.distal_max, side="right")
+        lo2 = np.searchsorted(y, c - cfg.distal_max, side="left")
+        hi2 = np.searchsorted(y, c - cfg.distal_min, side="right")
+        c = c[(hi1 > lo1) | (hi2 > lo2)]
+    # noise: drop some true peaks, add as many at random places
+    n_noise = rng.binomial(c.size, cfg.noise) if c.size else 0
+    c = c[rng.random(c.size) >= cfg.noise]
+    c = np.concatenate([c, rng.integers(0, L, size=n_noise)])
+    w = rng.integers(r.width[0], r.width[1] + 1, size=c.size)
+    jitter = rng.integers(-20, 21, size=c.size) if r.rule != "broad" else 0
+    s = np.clip(c + jitter - w // 2, 0, L - 1)
+    e = np.clip(s + w, 1, L)
+    return s, e

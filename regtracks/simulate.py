@@ -28,8 +28,10 @@ never overlap each other or an N gap. Coordinates are 0-based half-open.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,16 +153,14 @@ def plan_markers(n_markers: int, n_motifs: int) -> list[MarkerRule]:
         used.add(name)
         return name
 
-    half = max(1, n_motifs // 2)
     for k in range(n_tf):
         x = k % n_motifs
         cell = f"SIM{k // n_motifs + 1}"
         if k % 2 == 0:
             rules.append(MarkerRule(unique(names[x], cell), "TFBS", "local", (x,), cell_type=cell))
         else:
-            y = (x + half) % n_motifs
-            if y == x:
-                y = (x + 1) % n_motifs
+            # x is odd here; its partner is the next (even) motif, never itself a distal target
+            y = (x + 1) % n_motifs
             rules.append(
                 MarkerRule(
                     unique(names[x], cell), "TFBS", "distal", (x,), partner=y, cell_type=cell
@@ -219,30 +219,45 @@ def _in_intervals(pos: np.ndarray, end: np.ndarray, s: np.ndarray, e: np.ndarray
     return (s[k] < end) & (e[k] > pos)
 
 
+_SCORE_COLS: dict[bool, list[str]] = {}
+
+
+def _score_cols(broad: bool) -> list[str]:
+    """Pre-formatted ``score strand signal p q`` columns for scores 0..1000."""
+    if broad not in _SCORE_COLS:
+        if broad:
+            _SCORE_COLS[broad] = [f"{c}\t.\t{c / 100:.2f}\t-1\t-1" for c in range(1001)]
+        else:
+            _SCORE_COLS[broad] = [
+                f"{c}\t.\t{c / 100:.2f}\t{c * 3 / 100:.2f}\t{c * 2 / 100:.2f}" for c in range(1001)
+            ]
+    return _SCORE_COLS[broad]
+
+
 def _format_peaks(
-    chrom: str,
-    s: np.ndarray,
-    e: np.ndarray,
-    summit: np.ndarray,
-    score: np.ndarray,
-    broad: bool,
-    first_id: int,
+    chrom: str, s: np.ndarray, e: np.ndarray, summit: np.ndarray, score: np.ndarray, broad: bool
 ) -> str:
-    sig = score / 100.0
+    """narrowPeak (10 columns) or broadPeak (9 columns) lines; peak names are ``.``."""
+    cols = _score_cols(broad)
+    sc = [cols[c] for c in score.tolist()]
     if broad:
-        rows = zip(s.tolist(), e.tolist(), score.tolist(), sig.tolist(), strict=True)
         return "".join(
-            f"{chrom}\t{a}\t{b}\tpeak{first_id + i}\t{sc}\t.\t{g:.2f}\t-1\t-1\n"
-            for i, (a, b, sc, g) in enumerate(rows)
+            f"{chrom}\t{a}\t{b}\t.\t{c}\n"
+            for a, b, c in zip(s.tolist(), e.tolist(), sc, strict=True)
         )
-    rows = zip(s.tolist(), e.tolist(), score.tolist(), sig.tolist(), summit.tolist(), strict=True)
     return "".join(
-        f"{chrom}\t{a}\t{b}\tpeak{first_id + i}\t{sc}\t.\t{g:.2f}\t{g * 3:.2f}\t{g * 2:.2f}\t{u}\n"
-        for i, (a, b, sc, g, u) in enumerate(rows)
+        f"{chrom}\t{a}\t{b}\t.\t{c}\t{u}\n"
+        for a, b, c, u in zip(s.tolist(), e.tolist(), sc, summit.tolist(), strict=True)
     )
 
 
-def simulate(out_dir: str | Path, cfg: SimConfig = DEFAULT_SIM, *, progress=None) -> SimResult:
+def simulate(
+    out_dir: str | Path,
+    cfg: SimConfig = DEFAULT_SIM,
+    *,
+    workers: int | None = None,
+    progress=None,
+) -> SimResult:
     """Write a synthetic genome, its peak files and the ground truth to ``out_dir``.
 
     Parameters
@@ -252,6 +267,9 @@ def simulate(out_dir: str | Path, cfg: SimConfig = DEFAULT_SIM, *, progress=None
     cfg : SimConfig
         Size and rules; the defaults run the demo on a laptop, ``n_chroms=24,
         chrom_len=96_000_000, n_markers=919`` is paper size.
+    workers : int, optional
+        Processes writing peak files (default: 1 for small genomes, else up to 8). The output
+        does not depend on it.
     progress : callable, optional
         ``progress(done_bp, total_bp, chrom)`` after each chromosome.
 
@@ -290,12 +308,27 @@ def simulate(out_dir: str | Path, cfg: SimConfig = DEFAULT_SIM, *, progress=None
     chroms = [f"chr{i + 1}" for i in range(cfg.n_chroms)]
     total_bp = cfg.n_chroms * cfg.chrom_len
     n_sites_total = 0
-    partner_of: dict[int, list[int]] = {}
+    partner_of: dict[int, set[int]] = {}
     for r in rules:
-        if r.rule == "distal":
-            partner_of.setdefault(r.motifs[0], []).append(r.partner)
+        if r.rule == "distal":  # one partner planting per (motif, partner) pair
+            partner_of.setdefault(r.motifs[0], set()).add(r.partner)
 
-    with atomic_path(out / "genome.fa") as fa_tmp, atomic_path(out / "truth.bed") as truth_tmp:
+    if workers is None:  # processes pay off once peak writing dominates
+        big = cfg.n_markers * cfg.chrom_len * cfg.n_chroms > 5e9
+        workers = min(8, os.cpu_count() or 1) if big else 1
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    with (
+        contextlib.ExitStack() as stack,
+        atomic_path(out / "genome.fa") as fa_tmp,
+        atomic_path(out / "truth.bed") as truth_tmp,
+    ):
+        if pool is not None:
+            stack.enter_context(pool)
         with open(fa_tmp, "wb") as fa, open(truth_tmp, "w") as truth:
             for ci, chrom in enumerate(chroms):
                 L = cfg.chrom_len
@@ -309,7 +342,7 @@ def simulate(out_dir: str | Path, cfg: SimConfig = DEFAULT_SIM, *, progress=None
                     p = crng.integers(0, L - motif_len[j], size=k)
                     mids.append(np.full(k, j))
                     poss.append(p)
-                    for y in partner_of.get(j, []):
+                    for y in sorted(partner_of.get(j, ())):
                         sel = p[crng.random(k) < 0.5]
                         d = crng.integers(cfg.distal_min, cfg.distal_max + 1, size=sel.size)
                         d = np.where(crng.random(sel.size) < 0.5, -d, d)
@@ -376,21 +409,15 @@ def simulate(out_dir: str | Path, cfg: SimConfig = DEFAULT_SIM, *, progress=None
                 )
                 # -- peaks of every marker
                 centre = (pos + end) // 2
-                for r in rules:
-                    s, e = _marker_peaks(r, mid, centre, L, cfg, crng)
-                    order = np.argsort(s, kind="stable")
-                    s, e = s[order], e[order]
-                    score = crng.integers(100, 1001, size=s.size)
-                    summit = (e - s) // 2
-                    with gzip.open(
-                        peaks_tmp / f"{_safe(r.name)}.bed.gz", "at", compresslevel=1
-                    ) as fh:
-                        fh.write(
-                            _format_peaks(
-                                chrom, s, e, summit, score, r.rule == "broad", n_peaks[r.name]
-                            )
-                        )
-                    n_peaks[r.name] += int(s.size)
+                chunks = np.array_split(np.arange(len(rules)), max(1, workers))
+                jobs = [
+                    ([(int(k), rules[k]) for k in ks], chrom, ci, mid, centre, L, cfg, peaks_tmp)
+                    for ks in chunks
+                    if ks.size
+                ]
+                done = pool.map(_write_peaks, jobs) if pool else map(_write_peaks, jobs)
+                for k, n in (kn for part in done for kn in part):
+                    n_peaks[rules[k].name] += n
                 if progress is not None:
                     progress((ci + 1) * cfg.chrom_len, total_bp, chrom)
     peaks_dir = out / "peaks"
@@ -429,6 +456,28 @@ def simulate(out_dir: str | Path, cfg: SimConfig = DEFAULT_SIM, *, progress=None
         n_sites=n_sites_total,
         n_peaks=n_peaks,
     )
+
+
+def _write_peaks(job) -> list[tuple[int, int]]:
+    """Append some markers' peaks on one chromosome to their gzip files; returns [(k, n)].
+
+    Each marker draws from its own generator, seeded by (seed, chromosome, marker), so the
+    files do not depend on how markers are spread over worker processes.
+    """
+    markers, chrom, ci, mid, centre, L, cfg, peaks_dir = job
+    out = []
+    for k, r in markers:
+        rng = np.random.default_rng((cfg.seed, ci, k, 1))
+        s, e = _marker_peaks(r, mid, centre, L, cfg, rng)
+        order = np.argsort(s, kind="stable")
+        s, e = s[order], e[order]
+        score = rng.integers(100, 1001, size=s.size)
+        summit = (e - s) // 2
+        path = peaks_dir / f"{_safe(r.name)}.bed.gz"
+        with gzip.GzipFile(path, "ab", compresslevel=1, mtime=0) as fh:  # one member per chrom
+            fh.write(_format_peaks(chrom, s, e, summit, score, r.rule == "broad").encode())
+        out.append((k, int(s.size)))
+    return out
 
 
 def _safe(name: str) -> str:

@@ -102,19 +102,67 @@ DEFAULT_SIM = SimConfig()
 
 
 @dataclass(frozen=True)
-class TrainDefaults:
-    """Training defaults (the paper's code uses Adam at 1e-3)."""
+class TrainConfig:
+    """Training options (``regtracks train``); the data options live in :class:`DataConfig`.
 
-    lr: float = 1e-3
-    batch_size: int = 8
+    Attributes
+    ----------
+    task, model : str
+        Task (``dense`` or ``sequence``) and registered model name.
+    hparams : dict
+        Model keyword arguments (``--hparam key=value``).
+    epochs, max_steps : int
+        Stop after ``epochs`` passes over the training windows or ``max_steps`` optimizer
+        steps, whichever comes first (``max_steps=0``: no step limit).
+    batch_size : int
+        Windows per optimizer step and process.
+    lr : float
+        Adam learning rate (1e-3, as in the paper's code).
+    pos_weight : float
+        Weight of positive labels in the binary cross-entropy (> 1 favours recall).
+    device : str
+        ``auto`` (CUDA when there), ``cpu`` or ``cuda``.
+    precision : str
+        ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
+    workers : int
+        DataLoader worker processes.
+    seed : int
+        Seed of the weights, the batch order and the augmentation.
+    patience : int
+        Stop after this many validations without a better mean PR-AUC (0: never).
+    rc : bool
+        Reverse-complement augmentation of training windows.
+    eval_every : int
+        Validate every this many steps (0: after each epoch).
+    checkpoint_every : int
+        Also write ``last.pt`` every this many steps (0: only when validating).
+    log_every : int
+        Steps between ``metrics.jsonl`` lines (and NaN checks).
+    max_eval_batches : int
+        Validate on at most this many batches (0: the whole validation split).
+    grad_clip : float
+        Clip the gradient norm (0: off).
+    """
+
+    task: str = "dense"
+    model: str = "dilated"
+    hparams: dict = field(default_factory=dict)
     epochs: int = 10
+    max_steps: int = 0
+    batch_size: int = 8
+    lr: float = 1e-3
     pos_weight: float = 1.0
-    patience: int = 3
+    device: str = "auto"
+    precision: str = "auto"
     workers: int = 2
     seed: int = 0
-    eval_every: int = 0  # steps; 0 = once per epoch
-    grad_clip: float = 1.0
-    extra: dict = field(default_factory=dict)
+    patience: int = 3
+    rc: bool = True
+    eval_every: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    max_eval_batches: int = 0
+    grad_clip: float = 0.0
 
 
-DEFAULT_TRAIN = TrainDefaults()
+DEFAULT_TRAIN = TrainConfig()

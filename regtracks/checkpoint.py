@@ -1,0 +1,232 @@
+"""Self-describing checkpoints: weights + everything needed to use them.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(path, weights_only=True)`` (no arbitrary unpickling). Keys::
+
+    format            "regtracks-checkpoint/1"
+    regtracks_version
+    task              "dense" | "sequence"
+    model             {"name", "hparams", "receptive_field", "stride"}
+    state_dict        model weights
+    markers           [{"name", "category", "path" (absolute), "cell_type", "color", "description"}]
+    genome            {"name", "path", "chrom_sizes": [[chrom, size], ...], "sizes_hash"}
+    data              the DataConfig used (window length, filters, split options)
+    exclude           path of the exclude BED or None
+    split             {"mode", "chroms", "auto", "seed"}
+    train             the training options
+    metrics           {"step", "epoch", "valid": {...}, "best": ...}
+    state             (last.pt only) {"optimizer", "rng", "epoch", "step", "step_in_epoch", ...}
+
+``predict``, ``saliency``, ``variants`` and ``evaluate`` need nothing but the checkpoint and the
+genome it was trained on (checked by chromosome names and sizes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from regtracks import __version__
+from regtracks._util import RegtracksError, atomic_path
+from regtracks.config import DataConfig
+
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "find_checkpoint", "Checkpoint"]
+
+FORMAT = "regtracks-checkpoint/1"
+
+
+def _plain(obj):
+    """Tuples -> lists, recursively (checkpoints hold plain containers only)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def data_config_to_dict(cfg: DataConfig) -> dict:
+    return _plain(asdict(cfg))
+
+
+def data_config_from_dict(d: dict) -> DataConfig:
+    known = DataConfig.__dataclass_fields__
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+    return DataConfig(**kw)
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
+    """Write ``ckpt`` atomically (temporary file, then rename)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint with convenience accessors (``raw`` is the dict itself)."""
+
+    path: Path
+    raw: dict
+
+    @property
+    def task(self) -> str:
+        return self.raw["task"]
+
+    @property
+    def model_name(self) -> str:
+        return self.raw["model"]["name"]
+
+    @property
+    def hparams(self) -> dict:
+        return dict(self.raw["model"].get("hparams", {}))
+
+    @property
+    def chrom_sizes(self) -> list[tuple[str, int]]:
+        return [(c, int(s)) for c, s in self.raw["genome"]["chrom_sizes"]]
+
+    @property
+    def data_config(self) -> DataConfig:
+        return data_config_from_dict(self.raw["data"])
+
+    def marker_set(self):
+        from regtracks.markers import MarkerSet
+
+        return MarkerSet.from_records(self.raw["markers"])
+
+    def build_model(self, *, device="cpu"):
+        """The model in eval mode with the checkpoint's weights, on ``device``."""
+        from regtracks.models import get_model
+
+        model = get_model(self.model_name, n_markers=len(self.raw["markers"]), **self.hparams)
+        try:
+            model.load_state_dict(self.raw["state_dict"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise RegtracksError(
+                f"{self.path}: weights do not fit model {self.model_name!r} ({first})"
+            ) from None
+        return model.to(device).eval()
+
+    def check_genome(self, genome) -> None:
+        """Raise unless ``genome`` has the checkpoint's chromosome names and sizes."""
+        want = dict(self.chrom_sizes)
+        got = dict(genome.chrom_sizes)
+        if want == got:
+            return
+        diff = [c for c in want if got.get(c) != want[c]][:3]
+        if diff:
+            c = diff[0]
+            have = got.get(c)
+            what = "is missing" if have is None else f"has {have:,} bp"
+            raise RegtracksError(
+                f"genome {genome.path.name} does not match checkpoint {self.path.name}: "
+                f"{c} {what}, the checkpoint's genome has {want[c]:,} bp"
+            )
+        extra = [c for c in got if c not in want][:3]
+        raise RegtracksError(
+            f"genome {genome.path.name} does not match checkpoint {self.path.name}: it has "
+            f"chromosome(s) {', '.join(extra)} the checkpoint's genome lacks"
+        )
+
+    def open_genome(self, genome=None):
+        """Open ``genome`` (path or None: the path recorded at training) and check it matches."""
+        from regtracks.genome import Genome
+
+        if genome is None:
+            recorded = self.raw["genome"].get("path")
+            if not recorded or not Path(recorded).is_file():
+                raise RegtracksError(
+                    f"the genome recorded in {self.path.name} ({recorded}) is not there; "
+                    "pass it with --genome"
+                )
+            genome = recorded
+        g = genome if not isinstance(genome, (str, os.PathLike)) else Genome(genome)
+        self.check_genome(g)
+        return g
+
+
+def find_checkpoint(run: str | os.PathLike, *, which: str = "best") -> Path:
+    """``RUN/best.pt`` (or ``last.pt``) of a run folder, or the file itself."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if not run.exists():
+        raise RegtracksError(f"{run}: no such run folder or checkpoint")
+    for name in (f"{which}.pt", "best.pt", "last.pt"):
+        if (run / name).is_file():
+            return run / name
+    raise RegtracksError(f"{run}: not a regtracks run (no best.pt or last.pt)")
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> Checkpoint:
+    """Load and validate a checkpoint file (``weights_only=True``).
+
+    Raises
+    ------
+    RegtracksError
+        Missing file, not a regtracks checkpoint, or written by an incompatible format.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise RegtracksError(f"{path}: checkpoint not found")
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RegtracksError(
+            f"{path}: not a readable regtracks checkpoint ({first[:200]})"
+        ) from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        fmt = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise RegtracksError(
+            f"{path}: not a regtracks checkpoint (format {fmt!r}, expected {FORMAT})"
+        )
+    return Checkpoint(path=path, raw=raw)
+
+
+def base_checkpoint(
+    *,
+    task: str,
+    model_name: str,
+    hparams: dict,
+    model,
+    markers,
+    genome,
+    data_cfg: DataConfig,
+    exclude: str | None,
+    split: dict,
+    train: dict,
+) -> dict:
+    """The self-describing part of a checkpoint (everything but weights, metrics and state)."""
+    records = []
+    for m, rec in zip(markers, markers.to_records(), strict=True):
+        rec["path"] = str(markers.peak_path(m).resolve())
+        records.append(rec)
+    return {
+        "format": FORMAT,
+        "regtracks_version": __version__,
+        "task": task,
+        "model": {
+            "name": model_name,
+            "hparams": _plain(hparams),
+            "receptive_field": getattr(model, "receptive_field", None),
+            "stride": getattr(model, "stride", 1),
+        },
+        "markers": records,
+        "genome": {
+            "name": genome.name,
+            "path": str(genome.path),
+            "chrom_sizes": [[c, int(s)] for c, s in genome.chrom_sizes],
+            "sizes_hash": genome.sizes_hash(),
+        },
+        "data": data_config_to_dict(data_cfg),
+        "exclude": exclude,
+        "split": _plain(split),
+        "train": _plain(train),
+    }

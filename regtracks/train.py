@@ -1,9 +1,10 @@
 """Training loop: one model, one task, on CPU, one GPU or many (torchrun + DDP).
 
 Tensor contract: batches arrive as base codes and interval rows;
-:func:`regtracks.datasets.to_device` builds ``x`` ``(N, 4, L)`` and ``y`` ``(N, M, L)`` (dense) or ``(N, M)`` (sequence) on the device;
-the model gives logits of ``y``'s shape. The loss is the binary cross-entropy averaged over every
-position and marker (for the ID-CNN, averaged over its passes as well).
+:func:`regtracks.datasets.to_device` builds ``x`` ``(N, 4, L)`` and ``y`` ``(N, M, L)`` (dense)
+or ``(N, M)`` (sequence) on the device; the model gives logits of ``y``'s shape. The loss is
+the binary cross-entropy averaged over every position and marker (for the ID-CNN, averaged
+over its passes as well).
 
 What a run folder holds::
 

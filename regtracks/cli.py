@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from regtracks import __version__
-from regtracks.config import DEFAULT_DATA, DEFAULT_SIM
+from regtracks.config import DEFAULT_DATA, DEFAULT_SIM, DEFAULT_TRAIN
 
 app = typer.Typer(
     name="regtracks",
@@ -306,6 +306,169 @@ def _print_summary(s: dict) -> None:
             f"{m['covered_bp']:,}", f"{100 * m['positive_fraction']:.3f}",
         )  # fmt: skip
     con.print(t)
+
+
+# --- training ---------------------------------------------------------------------------------
+def _hparams(items: list[str] | None) -> dict:
+    """``key=value`` strings -> dict with ints, floats, bools and lists parsed."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            _fail(f"--hparam {item!r} is not key=value", 2)
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v.strip())
+    return out
+
+
+def _parse_value(v: str):
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if "," in v:
+        return [_parse_value(x) for x in v.split(",") if x]
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+class _TrainView:
+    """Rich progress for training events."""
+
+    def __init__(self):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=_stderr(),
+        )
+        self.task = None
+        self.loss = float("nan")
+        self.rate = 0.0
+        self.best = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def _info(self) -> str:
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        return f"loss {self.loss:.4f}  {self.rate / 1e3:,.1f} kbp/s  best PR-AUC {best}"
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "start":
+            self.task = self.bar.add_task("train", total=ev["total"], completed=ev["step"], info="")
+            self.bar.console.print(
+                f"training on {ev['device']} ({ev['precision']}, {ev['world']} process(es)): "
+                f"{ev['train']:,} train / {ev['valid']:,} valid windows, "
+                f"{ev['steps_per_epoch']:,} steps per epoch"
+            )
+        elif kind == "train":
+            self.loss, self.rate = ev["loss"], ev["bp_per_s"]
+            self.bar.update(self.task, completed=ev["step"], info=self._info())
+        elif kind == "valid":
+            pr = ev.get("pr_auc")
+            if pr:
+                if ev.get("best"):
+                    self.best = pr["mean"]
+                cats = "  ".join(
+                    f"{c} {pr[c]:.3f}"
+                    for c in ("TFBS", "Histone", "DNase")
+                    if pr.get(c) is not None
+                )
+                mark = " [green](best)[/green]" if ev.get("best") else ""
+                self.bar.console.print(
+                    f"step {ev['step']:,} (epoch {ev['epoch']}): valid PR-AUC {cats}{mark}"
+                )
+            self.bar.update(self.task, completed=ev["step"], info=self._info())
+
+
+@app.command()
+@handle_errors
+def train(
+    genome: GenomeOpt,
+    markers: MarkersOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (best.pt, last.pt, metrics.jsonl).")],
+    task: TaskOpt = DEFAULT_TRAIN.task,
+    model: Annotated[str, typer.Option("--model", help="Model name (see `regtracks models`).")] = DEFAULT_TRAIN.model,
+    hparam: Annotated[list[str] | None, typer.Option("--hparam", help="Model hyperparameter key=value (repeatable).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training windows.")] = DEFAULT_TRAIN.epochs,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many steps (0: no limit).")] = DEFAULT_TRAIN.max_steps,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per step and process.")] = DEFAULT_TRAIN.batch_size,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = DEFAULT_TRAIN.lr,
+    pos_weight: Annotated[float, typer.Option("--pos-weight", help="Weight of positive labels in the loss.")] = DEFAULT_TRAIN.pos_weight,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16.")] = DEFAULT_TRAIN.precision,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = DEFAULT_TRAIN.workers,
+    seed: Annotated[int, typer.Option(help="Seed of weights, batch order, augmentation and split.")] = DEFAULT_TRAIN.seed,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in a folder that holds a run.")] = False,
+    patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement (0: never).")] = DEFAULT_TRAIN.patience,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N steps (0: each epoch).")] = DEFAULT_TRAIN.eval_every,
+    max_eval_batches: Annotated[int, typer.Option("--max-eval-batches", help="Validate on at most N batches (0: all).")] = DEFAULT_TRAIN.max_eval_batches,
+    rc: Annotated[bool, typer.Option("--rc/--no-rc", help="Reverse-complement augmentation.")] = DEFAULT_TRAIN.rc,
+    window_len: WindowLenOpt = DEFAULT_DATA.window_len,
+    max_n: MaxNOpt = DEFAULT_DATA.max_n,
+    exclude: ExcludeOpt = None,
+    split: SplitOpt = DEFAULT_DATA.split,
+    valid_chroms: ValidChromsOpt = None,
+    test_chroms: TestChromsOpt = None,
+    chroms: ChromsOpt = None,
+):  # fmt: skip
+    """Train one model of either task; resumable, on CPU, GPU or many GPUs (torchrun)."""
+    from dataclasses import replace
+
+    from regtracks.train import DistEnv
+    from regtracks.train import train as run
+
+    data_cfg = data_config(
+        window_len=window_len, max_n=max_n, split=split, valid_chroms=valid_chroms,
+        test_chroms=test_chroms, chroms=chroms, seed=seed,
+    )  # fmt: skip
+    cfg = replace(
+        DEFAULT_TRAIN, task=task, model=model, hparams=_hparams(hparam), epochs=epochs,
+        max_steps=max_steps, batch_size=batch_size, lr=lr, pos_weight=pos_weight, device=device,
+        precision=precision, workers=workers, seed=seed, patience=patience, rc=rc,
+        eval_every=eval_every, max_eval_batches=max_eval_batches,
+    )  # fmt: skip
+    main_rank = DistEnv.from_env().is_main
+    td = prepare_task(genome, markers, task, data_cfg, exclude) if main_rank else None
+    if td is None:
+        from regtracks.data import prepare
+
+        td = prepare(genome, markers, task=task, cfg=data_cfg, exclude=exclude)
+    if main_rank:
+        with _TrainView() as view:
+            res = run(genome, markers, out, cfg, data_cfg=data_cfg, exclude=exclude,
+                      resume=resume, overwrite=overwrite, task_data=td, progress=view)  # fmt: skip
+    else:
+        res = run(genome, markers, out, cfg, data_cfg=data_cfg, exclude=exclude, resume=resume,
+                  overwrite=overwrite, task_data=td)  # fmt: skip
+    if not main_rank:
+        return
+    best = "-" if res.best is None else f"{res.best:.4f}"
+    _info(f"{res.status} at step {res.step:,} (epoch {res.epoch}); best valid mean PR-AUC {best} "
+          f"at step {res.best_step}; run in {res.run_dir}")  # fmt: skip
+    if res.status == "interrupted":
+        _info(f"resume with: regtracks train ... --out {res.run_dir} --resume")
+        raise typer.Exit(130)
 
 
 def main() -> None:

@@ -294,13 +294,15 @@ class MarkerSet:
             if not p.is_file():
                 raise RegtracksError(f"{p}: peak file of marker {m.name!r} not found")
 
-    def read(self, genome, *, progress=None) -> MarkerIntervals:
+    def read(self, genome, *, workers: int | None = None, progress=None) -> MarkerIntervals:
         """Read every peak file and map its chromosomes onto ``genome``.
 
         Parameters
         ----------
         genome : Genome
             Chromosome names are reconciled with :meth:`Genome.resolve` (``1`` vs ``chr1``).
+        workers : int, optional
+            Processes parsing files (default: up to 8 when there are 32 files or more, else 1).
         progress : callable, optional
             Called as ``progress(i, n, marker_name)`` after each file.
         """
@@ -309,29 +311,26 @@ class MarkerSet:
         n_peaks: list[int] = []
         missing: Counter[str] = Counter()
         missing_by_marker: list[int] = []
-        for i, m in enumerate(self.markers):
-            pf = read_peaks(self.peak_path(m), merge=False)
-            merged: dict[str, list] = {}
-            lost = 0
-            for c, (s, e) in pf.intervals.items():
-                name = genome.resolve(c)
-                if name is None:
-                    missing[c] += pf.peaks_per_chrom[c]
-                    lost += pf.peaks_per_chrom[c]
-                    continue
-                merged.setdefault(name, []).append((s, e))
-            per_marker.append(
-                {
-                    c: merge_intervals(
-                        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-                    )
-                    for c, parts in merged.items()
-                }
-            )
-            n_peaks.append(pf.n_peaks)
-            missing_by_marker.append(lost)
-            if progress is not None:
-                progress(i + 1, len(self.markers), m.name)
+        paths = [self.peak_path(m) for m in self.markers]
+        if workers is None:
+            workers = min(8, os.cpu_count() or 1) if len(paths) >= 32 else 1
+        if workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+            files = pool.map(_read_unmerged, paths, chunksize=4)
+        else:
+            pool = None
+            files = map(_read_unmerged, paths)
+        try:
+            for i, (m, pf) in enumerate(zip(self.markers, files, strict=True)):
+                self._add(genome, pf, per_marker, n_peaks, missing, missing_by_marker)
+                if progress is not None:
+                    progress(i + 1, len(self.markers), m.name)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         return MarkerIntervals(
             markers=self,
             chrom_sizes=dict(genome.sizes),
@@ -340,6 +339,33 @@ class MarkerSet:
             missing_chroms=dict(missing),
             missing_by_marker=missing_by_marker,
         )
+
+    @staticmethod
+    def _add(genome, pf: PeakFile, per_marker, n_peaks, missing, missing_by_marker) -> None:
+        """Map one file's chromosomes onto the genome and merge (``1`` and ``chr1`` together)."""
+        merged: dict[str, list] = {}
+        lost = 0
+        for c, (s, e) in pf.intervals.items():
+            name = genome.resolve(c)
+            if name is None:
+                missing[c] += pf.peaks_per_chrom[c]
+                lost += pf.peaks_per_chrom[c]
+                continue
+            merged.setdefault(name, []).append((s, e))
+        per_marker.append(
+            {
+                c: merge_intervals(
+                    np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+                )
+                for c, parts in merged.items()
+            }
+        )
+        n_peaks.append(pf.n_peaks)
+        missing_by_marker.append(lost)
+
+
+def _read_unmerged(path: Path) -> PeakFile:
+    return read_peaks(path, merge=False)
 
 
 @dataclass

@@ -159,3 +159,25 @@ def test_real_encode_narrowpeak(tmp_path, chr19_genome, name, n_peaks):
     mi2 = MarkerSet.from_tsv(m).read(other)
     assert mi2.missing_chroms == {"chr19": n_peaks}
     assert mi2.missing_summary().startswith(f"skipped {n_peaks:,} peaks on 1 chromosome(s)")
+
+
+def test_parallel_read_same_result_and_errors(tiny, tmp_path):
+    ms = MarkerSet.from_tsv(tiny["manifest"])
+    g = Genome(tiny["fasta"])
+    a, b = ms.read(g, workers=1), ms.read(g, workers=2)
+    assert a.n_peaks == b.n_peaks and a.missing_chroms == b.missing_chroms
+    for x, y in zip(a.per_marker, b.per_marker, strict=True):
+        assert x.keys() == y.keys()
+        for c in x:
+            np.testing.assert_array_equal(x[c][0], y[c][0])
+            np.testing.assert_array_equal(x[c][1], y[c][1])
+    (tmp_path / "bad.bed").write_text("chr1\t1\t2\nchr1\t9\t3\n")
+    m = write_manifest(
+        tmp_path / "m.tsv",
+        [
+            {"name": "A", "category": "TFBS", "path": str(tiny["dir"] / "TF1.bed.gz")},
+            {"name": "B", "category": "TFBS", "path": "bad.bed"},
+        ],
+    )
+    with pytest.raises(RegtracksError, match=r"bad\.bed:2: bad interval"):
+        MarkerSet.from_tsv(m).read(g, workers=2)

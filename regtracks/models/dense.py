@@ -32,6 +32,7 @@ from regtracks.models.layers import (
     Upsample,
     check_hparams,
     pad_to_multiple,
+    run_lstm,
     same_padding,
 )
 from regtracks.models.registry import register_model
@@ -300,7 +301,7 @@ class DenseBiLSTM(DenseModel):
         self._check_input(x)
         length = x.shape[-1]
         h = self.down(pad_to_multiple(x, self.stride))  # (N, f1, Lc)
-        h, _ = self.lstm(h.transpose(1, 2))  # (N, Lc, 2 f2)
+        h = run_lstm(self.lstm, h.transpose(1, 2))  # (N, Lc, 2 f2)
         h = self.lstm_dropout(h).transpose(1, 2)
         return self.head(self.up(h, length))
 

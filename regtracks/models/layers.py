@@ -37,6 +37,7 @@ __all__ = [
     "pad_to_multiple",
     "check_hparams",
     "loss_outputs",
+    "run_lstm",
     "unwrap_model",
 ]
 
@@ -316,3 +317,15 @@ def loss_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     if getattr(unwrap_model(model), "n_loss_outputs", 1) > 1:
         return list(model(x, all_passes=True))
     return [model(x)]
+
+
+def run_lstm(lstm: nn.LSTM, h: torch.Tensor) -> torch.Tensor:
+    """``lstm(h)[0]``, also differentiable in eval mode on CUDA.
+
+    cuDNN's RNN backward refuses to run in eval mode; input gradients of an eval-mode model
+    (saliency) then go through PyTorch's own LSTM kernels instead.
+    """
+    if h.is_cuda and not lstm.training and torch.is_grad_enabled():
+        with torch.backends.cudnn.flags(enabled=False):
+            return lstm(h)[0]
+    return lstm(h)[0]

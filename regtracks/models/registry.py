@@ -36,6 +36,7 @@ import importlib.metadata
 import inspect
 import types
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -142,6 +143,8 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelSpec] = {}
 _plugins_loaded = False
 _loading_source: str | None = None  # distribution being loaded, while a plugin loads
+# every builder passed to register_model (even if skipped), to recognise decorated entry points
+_decorated: weakref.WeakSet = weakref.WeakSet()
 
 
 def _first_line(doc: str | None) -> str:
@@ -212,6 +215,8 @@ def register_model(
     def decorate(builder: Builder) -> Builder:
         if not callable(builder):
             raise RegtracksError(f"model {name!r}: the registered object is not callable")
+        with contextlib.suppress(TypeError):  # a callable without weak references
+            _decorated.add(builder)
         src = source
         if src is None:
             module = getattr(builder, "__module__", "") or ""
@@ -271,24 +276,32 @@ def _plugin_context(source: str):
         _loading_source = prev
 
 
-def _registered_builders() -> set[int]:
-    return {id(spec.builder) for spec in _REGISTRY.values()}
+def _claim(module_name: str, dist: str) -> None:
+    """Credit ``dist`` with models its module registered before discovery (imported early)."""
+    prefix = module_name.split(".")[0]
+    for spec in list(_REGISTRY.values()):
+        mod = getattr(spec.builder, "__module__", "") or ""
+        if spec.source == prefix and mod.split(".")[0] == prefix:
+            _REGISTRY[spec.name] = replace(spec, source=dist)
+
+
+def _is_decorated(obj) -> bool:
+    try:
+        return obj in _decorated
+    except TypeError:
+        return any(spec.builder is obj for spec in _REGISTRY.values())
 
 
 def _load_one(ep, dist: str) -> None:
     obj = ep.load()
-    if isinstance(obj, types.ModuleType):
-        prefix = obj.__name__.split(".")[0]
-        # a module imported before discovery registered its models with a module-name source
-        for spec in list(_REGISTRY.values()):
-            mod = getattr(spec.builder, "__module__", "") or ""
-            if spec.source == prefix and mod.split(".")[0] == prefix:
-                _REGISTRY[spec.name] = replace(spec, source=dist)
+    if isinstance(obj, types.ModuleType):  # case 1: importing it registered its models
+        _claim(obj.__name__, dist)
         return
     if not callable(obj):
         raise RegtracksError(f"entry point {ep.value!r} is neither a module nor a callable")
-    if id(obj) in _registered_builders():
-        return  # case 2: decorated builder, importing it registered it
+    if _is_decorated(obj):  # case 2: a decorated builder, importing it registered it
+        _claim(getattr(obj, "__module__", "") or "", dist)
+        return
     params = inspect.signature(obj).parameters
     if "n_markers" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         import torch  # case 4: a plain builder, registered under the entry point's name

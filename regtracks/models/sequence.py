@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from regtracks._util import RegtracksError
-from regtracks.models.layers import SameConv1d, SequenceModel, check_hparams
+from regtracks.models.layers import SameConv1d, SequenceModel, check_hparams, run_lstm
 from regtracks.models.registry import register_model
 
 __all__ = ["LinearModel", "ConvFC", "DanQ"]
@@ -174,7 +174,7 @@ class DanQ(SequenceModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 4, seq_len)`` one-hot -> ``(N, M)`` logits."""
         self._check_input(x)
-        h, _ = self.lstm(self.conv(x).transpose(1, 2))  # (N, length, 2 f2)
+        h = run_lstm(self.lstm, self.conv(x).transpose(1, 2))  # (N, length, 2 f2)
         return self.head(self.lstm_dropout(h).flatten(1))
 
 

@@ -64,3 +64,24 @@ def test_models_bad_options():
     assert "task 'both'" in res.output and len(res.output.strip().splitlines()) == 1
     res = runner.invoke(app, ["models", "--n-markers", "0"])
     assert res.exit_code == 1 and "n_markers" in res.output
+
+
+def test_models_broken_plugin_is_a_warning(monkeypatch):
+    import importlib.metadata
+
+    from regtracks.models import registry
+
+    class EP:
+        name, value = "graphy", "graphy_pkg"
+        dist = type("D", (), {"name": "regtracks-graphy"})()
+
+        def load(self):
+            raise ImportError("No module named 'graphy_pkg'")
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [EP()])
+    res = runner.invoke(app, ["models", "--json", "--task", "dense"])
+    assert res.exit_code == 0
+    assert [r["name"] for r in json.loads(res.stdout)] == DENSE
+    assert "warning:" in res.stderr and "regtracks-graphy" in res.stderr

@@ -126,6 +126,11 @@ EXPECTED = {
 DOCUMENTED_EXCEPTIONS = {"deepsea"}  # > 5 % off Table 1, explained in docs/models.md
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)  # model initialisation
+
+
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """Let a test register models / fake plugins; restore the registry afterwards."""
@@ -193,7 +198,8 @@ def test_receptive_field_options():
     # stride-1 pooling of width 5 after three layers adds 3 * 4 cells
     m = get_model("dilated", n_markers=2, pool=5, **TINY_DENSE)
     assert m.receptive_field == 10 * (1 + 1080 + 12)
-    assert check_model(m).empirical_receptive_field == 10_930
+    # max pooling passes gradient to one element only, so the measured field may fall short
+    assert 10_810 < check_model(m).empirical_receptive_field <= 10_930
     assert get_model("idcnn", n_markers=2, n_passes=1, **TINY_DENSE).receptive_field == 7059
     assert model_info("bilstm").receptive_field is None
     assert model_info("dilated").receptive_field == 10_810

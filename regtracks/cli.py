@@ -471,6 +471,55 @@ def train(
         raise typer.Exit(130)
 
 
+# --- models ---
+def _models_defaults():
+    from regtracks.config import DEFAULT_MODELS
+
+    return DEFAULT_MODELS
+
+
+@app.command("models")
+@handle_errors
+def models_list(
+    task: Annotated[
+        str | None, typer.Option("--task", help="Only this task's models: dense or sequence.")
+    ] = None,
+    n_markers: Annotated[
+        int, typer.Option("--n-markers", help="Outputs M for the parameter counts (paper: 919).")
+    ] = _models_defaults().n_markers,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list instead of a table.")
+    ] = False,
+):
+    """List the models: task, layers, type, parameters, receptive field, source (plugins too)."""
+    import warnings
+
+    from regtracks.models import describe_models
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        infos = describe_models(task, n_markers=n_markers)
+    for w in caught:
+        _info(f"[yellow]warning:[/yellow] {w.message}")
+    if as_json:
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    _print_models(infos, n_markers)
+
+
+def _print_models(infos, n_markers: int) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"models (parameters for {n_markers:,} markers)")
+    for col in ("name", "task", "layers", "type", "params", "receptive field", "source"):
+        t.add_column(col, justify="right" if col in ("layers", "params") else "left")
+    for i in infos:
+        rf = "whole input" if i.receptive_field is None else f"{i.receptive_field:,} bp"
+        layers = "" if i.layers is None else str(i.layers)
+        t.add_row(i.name, i.task, layers, i.kind, f"{i.params:,}", rf, i.source)
+    _stdout().print(t)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

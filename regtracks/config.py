@@ -166,3 +166,19 @@ class TrainConfig:
 
 
 DEFAULT_TRAIN = TrainConfig()
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Defaults of ``regtracks models`` and ``benchmarks/bench_models.py``.
+
+    Model hyperparameters themselves are the keyword defaults of each builder
+    (:func:`regtracks.models.model_hparams`), the paper's best-case values.
+    """
+
+    n_markers: int = 919  # the paper's M, for parameter counts
+    bench_length: int = 25_000
+    bench_batch: int = 8
+
+
+DEFAULT_MODELS = ModelDefaults()

@@ -50,7 +50,8 @@ def genome(tmp_path, rng):
     s = list(random_seq(rng, 20_011))
     s[5_000:5_700] = "N" * 700  # an assembly gap
     s[9_000:9_050] = "N" * 50  # too short to be a gap: carries data
-    return Genome(write_fasta(tmp_path / "g.fa", {"chrA": "".join(s), "chrB": random_seq(rng, 999)}))
+    seqs = {"chrA": "".join(s), "chrB": random_seq(rng, 999)}
+    return Genome(write_fasta(tmp_path / "g.fa", seqs))
 
 
 def collect(model, genome, chrom, plan, **kw):
@@ -89,8 +90,8 @@ def test_conv_stitching_equals_long_input(genome, rng):
     got = collect(model, genome, "chrA", plan, batch_size=2)
     size = genome.sizes["chrA"]
     with torch.no_grad():
-        full = torch.sigmoid(model(torch.from_numpy(one_hot(genome.fetch("chrA", 0, size)))[None]))[0]
-    full = full.numpy()
+        x = torch.from_numpy(one_hot(genome.fetch("chrA", 0, size)))[None]
+        full = torch.sigmoid(model(x))[0].numpy()
     rf = model.receptive_field
     inner = np.ones(size, bool)
     inner[:rf] = inner[-rf:] = False

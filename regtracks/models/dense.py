@@ -1,0 +1,469 @@
+"""Dense-task models of the paper's Table 2: ``(N, 4, L)`` one-hot -> ``(N, M, L)`` logits.
+
+``cnn1 cnn3 cnn7 idcnn bilstm dilated``, after the paper (Gupta & Rush 2017, Table 2, Table 4,
+Figure 4) and its published TensorFlow code (harvardnlp/regulatory-prediction ``models.py``,
+the ``*_normed`` variants). Each model reads one-hot DNA, works at a coarse resolution where it
+has one (a width-10, stride-10 convolution: the paper's "dilation 1"), returns to base
+resolution with a transposed convolution of width = stride, and ends with the same per-position
+head: a hidden layer of ``d_hidden`` units and ``M`` outputs (:class:`~.layers.PositionHead`).
+Every convolution (transposed ones included) is followed by batch norm, ReLU and dropout.
+
+With the defaults and ``M = 919`` the parameter counts match Table 2 to within 0.2 %
+(``docs/models.md`` lists each difference and its cause: no 5 x 4 embedding table, batch norm
+where the published model had none, PyTorch's second LSTM bias).
+
+Any window length ``L >= 1`` works: the input is right-padded with zeros (N bases) to a multiple
+of ``stride`` and the output is cropped back to ``L``. Two windows starting a multiple of
+``stride`` apart give identical outputs wherever both receptive windows lie inside both inputs.
+Positions are 0-based; a window covers bases ``[0, L)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regtracks.models.layers import (
+    ConvBlock,
+    DenseModel,
+    PositionHead,
+    SameConv1d,
+    Upsample,
+    check_hparams,
+    pad_to_multiple,
+    run_lstm,
+    same_padding,
+)
+from regtracks.models.registry import register_model
+
+__all__ = ["BaseResolutionCNN", "StridedCNN", "IDCNN", "DenseBiLSTM"]
+
+DILATIONS = (3, 9, 27, 81)
+"""Dilation rates of the dense ``dilated`` model after its stride-10 first layer."""
+IDCNN_DILATIONS = (3, 9, 27)
+"""Dilation rates inside one ID-CNN block (the published ``ID_block``)."""
+
+
+class SamePool1d(nn.Module):
+    """Stride-1 max pooling of width ``width`` that keeps the length (TF ``'SAME'``)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+        self.pad = same_padding(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool1d(F.pad(x, self.pad, value=float("-inf")), self.width, stride=1)
+
+
+class BaseResolutionCNN(DenseModel):
+    """One convolution at base resolution, then the per-position head (Table 2 "CNN1").
+
+    ``(N, 4, L) -> (N, M, L)``. ``receptive_field = kernel_width``, ``stride = 1``.
+    """
+
+    def __init__(
+        self,
+        n_markers: int,
+        *,
+        kernel_width: int,
+        f1: int,
+        d_hidden: int,
+        dropout: float,
+        bn_momentum: float,
+        batch_norm: bool,
+    ):
+        super().__init__(n_markers)
+        bn = {"dropout": dropout, "bn_momentum": bn_momentum, "batch_norm": batch_norm}
+        self.conv = ConvBlock(SameConv1d(4, f1, kernel_width), f1, **bn)
+        self.head = PositionHead(f1, d_hidden, n_markers, dropout=dropout)
+        self.receptive_field = kernel_width
+        self.stride = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 4, L)`` one-hot -> ``(N, M, L)`` logits."""
+        self._check_input(x)
+        return self.head(self.conv(x))
+
+
+class StridedCNN(DenseModel):
+    """Stride-``s`` convolution, convolutions at ``s`` bp resolution, transposed conv, head.
+
+    ``(N, 4, L) -> (N, M, L)``. The first layer is a convolution of width = stride = ``s``
+    (the paper's "dilation 1"): coarse cell ``c`` reads bases ``[s c, s c + s)``. The coarse
+    layers are length-preserving (dilated) convolutions, optionally followed by stride-1 max
+    pooling; the transposed convolution gives base ``i`` the features of cell ``i // s``.
+
+    Parameters
+    ----------
+    n_markers : int
+        ``M``.
+    stride : int
+        ``s``, the resolution reduction of the first layer (10 in the paper).
+    layers : list of (c_out, kernel_width, dilation, pool_width)
+        Coarse layers in order (``pool_width`` 0 for none).
+    f1 : int
+        Channels of the first (strided) layer.
+    f_up : int
+        Channels of the transposed convolution (the head's input).
+    pool_first : int
+        Max-pool width after the first layer (0 for none).
+    d_hidden, dropout, bn_momentum, batch_norm
+        As in :class:`~.layers.ConvBlock` and :class:`~.layers.PositionHead`.
+
+    Attributes
+    ----------
+    receptive_field : int
+        ``s * (1 + sum((k - 1) * d) + sum(pool_width - 1))``.
+    stride : int
+        ``s``.
+    """
+
+    def __init__(
+        self,
+        n_markers: int,
+        *,
+        stride: int,
+        layers: list[tuple[int, int, int, int]],
+        f1: int,
+        f_up: int,
+        pool_first: int = 0,
+        d_hidden: int,
+        dropout: float,
+        bn_momentum: float,
+        batch_norm: bool,
+    ):
+        super().__init__(n_markers)
+        bn = {"dropout": dropout, "bn_momentum": bn_momentum, "batch_norm": batch_norm}
+        self.down = ConvBlock(nn.Conv1d(4, f1, stride, stride=stride), f1, **bn)
+        trunk: list[nn.Module] = [SamePool1d(pool_first)] if pool_first > 1 else []
+        span = 1 + max(pool_first - 1, 0)
+        c_in = f1
+        for c_out, k, d, pool in layers:
+            trunk.append(ConvBlock(SameConv1d(c_in, c_out, k, dilation=d), c_out, **bn))
+            if pool > 1:
+                trunk.append(SamePool1d(pool))
+            span += (k - 1) * d + max(pool - 1, 0)
+            c_in = c_out
+        self.trunk = nn.Sequential(*trunk)
+        self.up = Upsample(c_in, f_up, stride, **bn)
+        self.head = PositionHead(f_up, d_hidden, n_markers, dropout=dropout)
+        self.stride = stride
+        self.receptive_field = stride * span
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 4, L)`` one-hot -> ``(N, M, L)`` logits."""
+        self._check_input(x)
+        length = x.shape[-1]
+        h = self.trunk(self.down(pad_to_multiple(x, self.stride)))
+        return self.head(self.up(h, length))
+
+
+class IDCNN(DenseModel):
+    """Iterated dilated CNN (Strubell et al. 2017): one weight-shared block applied ``n`` times.
+
+    ``(N, 4, L) -> (N, M, L)``. A width-``first_width`` convolution at base resolution makes
+    ``f1`` features; each pass then runs the same block: stride-``s`` convolution (width ``s``),
+    dilated convolutions at rates 3, 9, 27 (width ``kernel_width``, channels ``f2, f3, f3``),
+    transposed convolution back to ``f1`` features at base resolution. The convolution weights
+    are shared by all passes; each pass has its own batch norms (as the published
+    ``ID_CNN_model`` with ``use_batchnorm``). The same head reads every pass.
+
+    ``forward(x)`` returns the last pass only (the tensor contract). The loss of the paper
+    averages the binary cross-entropy of every pass: get the passes with
+    ``model(x, all_passes=True)`` (a list of ``n_passes`` ``(N, M, L)`` tensors, last = forward's)
+    or, generically for any model, :func:`regtracks.models.loss_outputs`.
+
+    Attributes
+    ----------
+    receptive_field : int
+        ``s * (1 + n_passes * (kernel_width - 1) * (3 + 9 + 27)) + first_width - 1``
+        (21,099 bp with the defaults).
+    stride : int
+        ``s`` (20).
+    n_loss_outputs : int
+        ``n_passes``.
+    """
+
+    def __init__(
+        self,
+        n_markers: int,
+        *,
+        first_width: int,
+        stride: int,
+        kernel_width: int,
+        f1: int,
+        f2: int,
+        f3: int,
+        d_hidden: int,
+        n_passes: int,
+        dropout: float,
+        bn_momentum: float,
+        batch_norm: bool,
+    ):
+        super().__init__(n_markers)
+        bn = {"dropout": dropout, "bn_momentum": bn_momentum, "batch_norm": batch_norm}
+        self.conv0 = ConvBlock(SameConv1d(4, f1, first_width), f1, **bn)
+        # shared weights of the block
+        self.down = nn.Conv1d(f1, f1, stride, stride=stride)
+        chans = [f1, f2, f3, f3]
+        self.dilated = nn.ModuleList(
+            SameConv1d(chans[i], chans[i + 1], kernel_width, dilation=d)
+            for i, d in enumerate(IDCNN_DILATIONS)
+        )
+        self.up = nn.ConvTranspose1d(f3, f1, stride, stride=stride)
+        # per-pass normalisation (batch norm, ReLU, dropout) after each of the 5 convolutions
+        widths = [f1, f2, f3, f3, f1]
+        self.post = nn.ModuleList(
+            nn.ModuleList(
+                nn.Sequential(
+                    *([nn.BatchNorm1d(w, momentum=bn_momentum)] if batch_norm else []),
+                    nn.ReLU(),
+                    nn.Dropout(dropout),
+                )
+                for w in widths
+            )
+            for _ in range(n_passes)
+        )
+        self.head = PositionHead(f1, d_hidden, n_markers, dropout=dropout)
+        self.stride = stride
+        self.n_passes = n_passes
+        self.n_loss_outputs = n_passes
+        span = 1 + n_passes * sum((kernel_width - 1) * d for d in IDCNN_DILATIONS)
+        self.receptive_field = stride * span + first_width - 1
+
+    def _block(self, h: torch.Tensor, p: int, length: int) -> torch.Tensor:
+        post = self.post[p]
+        h = post[0](self.down(pad_to_multiple(h, self.stride)))
+        for i, conv in enumerate(self.dilated):
+            h = post[i + 1](conv(h))
+        return post[4](self.up(h)[..., :length])
+
+    def forward(self, x: torch.Tensor, *, all_passes: bool = False):
+        """``(N, 4, L)`` -> ``(N, M, L)`` logits of the last pass, or a list of every pass.
+
+        Parameters
+        ----------
+        x : (N, 4, L) tensor
+            One-hot input.
+        all_passes : bool
+            Return the list of ``n_passes`` ``(N, M, L)`` logit tensors (for the loss).
+        """
+        self._check_input(x)
+        length = x.shape[-1]
+        h = self.conv0(x)
+        outs = []
+        for p in range(self.n_passes):
+            h = self._block(h, p, length)
+            if all_passes or p == self.n_passes - 1:
+                outs.append(self.head(h))
+        return outs if all_passes else outs[-1]
+
+    def loss_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The ``n_passes`` per-pass ``(N, M, L)`` logits; the loss averages over them."""
+        return self(x, all_passes=True)
+
+
+class DenseBiLSTM(DenseModel):
+    """Stride-``s`` convolution, bidirectional LSTM over the coarse positions, transposed conv.
+
+    ``(N, 4, L) -> (N, M, L)``. Every output depends on the whole window
+    (``receptive_field = None``); ``stride = s`` is the coarse grid the window should be aligned
+    to (outputs are not translation-equivariant).
+    """
+
+    def __init__(
+        self,
+        n_markers: int,
+        *,
+        stride: int,
+        f1: int,
+        f2: int,
+        f3: int,
+        d_hidden: int,
+        dropout: float,
+        bn_momentum: float,
+        batch_norm: bool,
+    ):
+        super().__init__(n_markers)
+        bn = {"dropout": dropout, "bn_momentum": bn_momentum, "batch_norm": batch_norm}
+        self.down = ConvBlock(nn.Conv1d(4, f1, stride, stride=stride), f1, **bn)
+        self.lstm = nn.LSTM(f1, f2, batch_first=True, bidirectional=True)
+        self.lstm_dropout = nn.Dropout(dropout)
+        self.up = Upsample(2 * f2, f3, stride, **bn)
+        self.head = PositionHead(f3, d_hidden, n_markers, dropout=dropout)
+        self.stride = stride
+        self.receptive_field = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 4, L)`` one-hot -> ``(N, M, L)`` logits."""
+        self._check_input(x)
+        length = x.shape[-1]
+        h = self.down(pad_to_multiple(x, self.stride))  # (N, f1, Lc)
+        h = run_lstm(self.lstm, h.transpose(1, 2))  # (N, Lc, 2 f2)
+        h = self.lstm_dropout(h).transpose(1, 2)
+        return self.head(self.up(h, length))
+
+
+# ---------------------------------------------------------------------------------------------
+# builders (their keyword arguments are the hyperparameters; Table 4 names)
+
+_TABLE4 = """
+    Hyperparameters are the paper's Table 4: ``f1, f2, f3`` filters, ``d_hidden`` units of the
+    per-position hidden layer, ``dropout`` probability, ``bn_momentum`` = 1 - batch norm decay
+    (decay 0.9 -> 0.1), ``batch_norm`` on/off."""
+
+
+@register_model("cnn1", task="dense", layers=1, kind="CNN", paper_params=137_187)
+def cnn1(
+    *,
+    n_markers: int,
+    kernel_width: int = 10,
+    f1: int = 128,
+    d_hidden: int = 125,
+    dropout: float = 0.1,
+    bn_momentum: float = 0.1,
+    batch_norm: bool = True,
+) -> BaseResolutionCNN:
+    """One width-10 convolution at base resolution (receptive field 10 bp)."""
+    check_hparams("cnn1", kernel_width=kernel_width, f1=f1, d_hidden=d_hidden,
+                  dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm)  # fmt: skip
+    return BaseResolutionCNN(
+        n_markers, kernel_width=kernel_width, f1=f1, d_hidden=d_hidden, dropout=dropout,
+        bn_momentum=bn_momentum, batch_norm=batch_norm,
+    )  # fmt: skip
+
+
+@register_model("cnn3", task="dense", layers=3, kind="CNN", paper_params=341_803)
+def cnn3(
+    *,
+    n_markers: int,
+    stride: int = 10,
+    kernel_width: int = 10,
+    f1: int = 128,
+    f2: int = 120,
+    f3: int = 50,
+    d_hidden: int = 125,
+    dropout: float = 0.1,
+    bn_momentum: float = 0.1,
+    batch_norm: bool = True,
+) -> StridedCNN:
+    """Stride-10 conv, one width-10 conv at 10 bp, transposed conv (receptive field 100 bp)."""
+    check_hparams("cnn3", stride=stride, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
+                  d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum,
+                  batch_norm=batch_norm)  # fmt: skip
+    return StridedCNN(
+        n_markers, stride=stride, layers=[(f2, kernel_width, 1, 0)], f1=f1, f_up=f3,
+        d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm,
+    )  # fmt: skip
+
+
+@register_model("cnn7", task="dense", layers=7, kind="CNN", paper_params=656_363)
+def cnn7(
+    *,
+    n_markers: int,
+    stride: int = 10,
+    kernel_width: int = 10,
+    f1: int = 128,
+    f2: int = 240,
+    f3: int = 50,
+    d_hidden: int = 125,
+    dropout: float = 0.1,
+    bn_momentum: float = 0.1,
+    batch_norm: bool = True,
+) -> StridedCNN:
+    """Stride-10 conv, five width-10 convs at 10 bp, transposed conv (receptive field 460 bp)."""
+    check_hparams("cnn7", stride=stride, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
+                  d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum,
+                  batch_norm=batch_norm)  # fmt: skip
+    layers = [(f2, kernel_width, 1, 0)] + [(f3, kernel_width, 1, 0)] * 4
+    return StridedCNN(
+        n_markers, stride=stride, layers=layers, f1=f1, f_up=f3, d_hidden=d_hidden,
+        dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm,
+    )  # fmt: skip
+
+
+@register_model("idcnn", task="dense", layers=15, kind="Dilated", paper_params=635_739)
+def idcnn(
+    *,
+    n_markers: int,
+    first_width: int = 20,
+    stride: int = 20,
+    kernel_width: int = 10,
+    f1: int = 50,
+    f2: int = 240,
+    f3: int = 80,
+    d_hidden: int = 125,
+    n_passes: int = 3,
+    dropout: float = 0.1,
+    bn_momentum: float = 0.1,
+    batch_norm: bool = True,
+) -> IDCNN:
+    """ID-CNN: three passes of one weight-shared dilated block, every pass in the loss."""
+    check_hparams("idcnn", first_width=first_width, stride=stride, kernel_width=kernel_width,
+                  f1=f1, f2=f2, f3=f3, d_hidden=d_hidden, n_passes=n_passes, dropout=dropout,
+                  bn_momentum=bn_momentum, batch_norm=batch_norm)  # fmt: skip
+    return IDCNN(
+        n_markers, first_width=first_width, stride=stride, kernel_width=kernel_width, f1=f1,
+        f2=f2, f3=f3, d_hidden=d_hidden, n_passes=n_passes, dropout=dropout,
+        bn_momentum=bn_momentum, batch_norm=batch_norm,
+    )  # fmt: skip
+
+
+@register_model("bilstm", task="dense", layers=4, kind="Bi-LSTM", paper_params=764_395)
+def bilstm(
+    *,
+    n_markers: int,
+    stride: int = 20,
+    f1: int = 128,
+    f2: int = 80,
+    f3: int = 128,
+    d_hidden: int = 200,
+    dropout: float = 0.1,
+    bn_momentum: float = 0.1,
+    batch_norm: bool = True,
+) -> DenseBiLSTM:
+    """Stride-20 conv, bidirectional LSTM (state f2), transposed conv (whole-window field)."""
+    check_hparams("bilstm", stride=stride, f1=f1, f2=f2, f3=f3, d_hidden=d_hidden,
+                  dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm)  # fmt: skip
+    return DenseBiLSTM(
+        n_markers, stride=stride, f1=f1, f2=f2, f3=f3, d_hidden=d_hidden, dropout=dropout,
+        bn_momentum=bn_momentum, batch_norm=batch_norm,
+    )  # fmt: skip
+
+
+@register_model("dilated", task="dense", layers=6, kind="Dilated", paper_params=631_263)
+def dilated(
+    *,
+    n_markers: int,
+    stride: int = 10,
+    kernel_width: int = 10,
+    f1: int = 128,
+    f2: int = 240,
+    f3: int = 50,
+    d_hidden: int = 125,
+    pool: int = 0,
+    dropout: float = 0.1,
+    bn_momentum: float = 0.1,
+    batch_norm: bool = True,
+) -> StridedCNN:
+    """Stride-10 conv, dilated convs at rates 3, 9, 27, 81, transposed conv (10.8 kb field).
+
+    ``pool > 1`` adds stride-1 max pooling of that width after the first, second and fourth
+    convolutions (the published ``dilated_pooling`` variants, Figure 4's pooling option).
+    """
+    check_hparams("dilated", stride=stride, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
+                  d_hidden=d_hidden, pool=pool, dropout=dropout, bn_momentum=bn_momentum,
+                  batch_norm=batch_norm)  # fmt: skip
+    chans = [f2, f3, f3, f3]
+    pools = [pool, 0, pool, 0]
+    layers = [(c, kernel_width, d, p) for c, d, p in zip(chans, DILATIONS, pools, strict=True)]
+    return StridedCNN(
+        n_markers, stride=stride, layers=layers, f1=f1, f_up=f3, pool_first=pool,
+        d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm,
+    )  # fmt: skip
+
+
+for _b in (cnn1, cnn3, cnn7, idcnn, bilstm, dilated):
+    _b.__doc__ = (_b.__doc__ or "") + "\n" + _TABLE4

@@ -261,9 +261,14 @@ def data_summary(
     from regtracks.data import summarize
 
     cfg = data_config(
-        window_len=window_len, max_n=max_n, split=split, valid_chroms=valid_chroms,
-        test_chroms=test_chroms, chroms=chroms, seed=seed,
-    )  # fmt: skip
+        window_len=window_len,
+        max_n=max_n,
+        split=split,
+        valid_chroms=valid_chroms,
+        test_chroms=test_chroms,
+        chroms=chroms,
+        seed=seed,
+    )
     td = prepare_task(genome, markers, task, cfg, exclude)
     summary = summarize(td)
     if as_json:
@@ -302,35 +307,26 @@ def _print_summary(s: dict) -> None:
         t.add_column(col, justify="left" if col in ("name", "category") else "right")
     for m in s["markers"]:
         t.add_row(
-            m["name"], m["category"], f"{m['peaks']:,}", f"{m['intervals']:,}",
-            f"{m['covered_bp']:,}", f"{100 * m['positive_fraction']:.3f}",
-        )  # fmt: skip
+            m["name"],
+            m["category"],
+            f"{m['peaks']:,}",
+            f"{m['intervals']:,}",
+            f"{m['covered_bp']:,}",
+            f"{100 * m['positive_fraction']:.3f}",
+        )
     con.print(t)
 
 
 # --- training ---------------------------------------------------------------------------------
 def _hparams(items: list[str] | None) -> dict:
-    """``key=value`` strings -> dict with ints, floats, bools and lists parsed."""
+    """``key=value`` strings -> dict of strings (the model registry converts the types)."""
     out: dict = {}
     for item in items or []:
         if "=" not in item:
             _fail(f"--hparam {item!r} is not key=value", 2)
         k, v = item.split("=", 1)
-        out[k.strip()] = _parse_value(v.strip())
+        out[k.strip()] = v.strip()
     return out
-
-
-def _parse_value(v: str):
-    if v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    if "," in v:
-        return [_parse_value(x) for x in v.split(",") if x]
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
 
 
 class _TrainView:
@@ -405,25 +401,58 @@ class _TrainView:
 def train(
     genome: GenomeOpt,
     markers: MarkersOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (best.pt, last.pt, metrics.jsonl).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run folder (best.pt, last.pt, metrics.jsonl).")
+    ],
     task: TaskOpt = DEFAULT_TRAIN.task,
-    model: Annotated[str, typer.Option("--model", help="Model name (see `regtracks models`).")] = DEFAULT_TRAIN.model,
-    hparam: Annotated[list[str] | None, typer.Option("--hparam", help="Model hyperparameter key=value (repeatable).")] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training windows.")] = DEFAULT_TRAIN.epochs,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many steps (0: no limit).")] = DEFAULT_TRAIN.max_steps,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per step and process.")] = DEFAULT_TRAIN.batch_size,
+    model: Annotated[
+        str, typer.Option("--model", help="Model name (see `regtracks models`).")
+    ] = DEFAULT_TRAIN.model,
+    hparam: Annotated[
+        list[str] | None,
+        typer.Option("--hparam", help="Model hyperparameter key=value (repeatable)."),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option(help="Passes over the training windows.")
+    ] = DEFAULT_TRAIN.epochs,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", help="Stop after this many steps (0: no limit).")
+    ] = DEFAULT_TRAIN.max_steps,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Windows per step and process.")
+    ] = DEFAULT_TRAIN.batch_size,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = DEFAULT_TRAIN.lr,
-    pos_weight: Annotated[float, typer.Option("--pos-weight", help="Weight of positive labels in the loss.")] = DEFAULT_TRAIN.pos_weight,
+    pos_weight: Annotated[
+        float, typer.Option("--pos-weight", help="Weight of positive labels in the loss.")
+    ] = DEFAULT_TRAIN.pos_weight,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16.")] = DEFAULT_TRAIN.precision,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = DEFAULT_TRAIN.workers,
-    seed: Annotated[int, typer.Option(help="Seed of weights, batch order, augmentation and split.")] = DEFAULT_TRAIN.seed,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again in a folder that holds a run.")] = False,
-    patience: Annotated[int, typer.Option(help="Stop after this many validations without improvement (0: never).")] = DEFAULT_TRAIN.patience,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Validate every N steps (0: each epoch).")] = DEFAULT_TRAIN.eval_every,
-    max_eval_batches: Annotated[int, typer.Option("--max-eval-batches", help="Validate on at most N batches (0: all).")] = DEFAULT_TRAIN.max_eval_batches,
-    rc: Annotated[bool, typer.Option("--rc/--no-rc", help="Reverse-complement augmentation.")] = DEFAULT_TRAIN.rc,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16.")
+    ] = DEFAULT_TRAIN.precision,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes.")
+    ] = DEFAULT_TRAIN.workers,
+    seed: Annotated[
+        int, typer.Option(help="Seed of weights, batch order, augmentation and split.")
+    ] = DEFAULT_TRAIN.seed,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start again in a folder that holds a run.")
+    ] = False,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many validations without improvement (0: never).")
+    ] = DEFAULT_TRAIN.patience,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", help="Validate every N steps (0: each epoch).")
+    ] = DEFAULT_TRAIN.eval_every,
+    max_eval_batches: Annotated[
+        int, typer.Option("--max-eval-batches", help="Validate on at most N batches (0: all).")
+    ] = DEFAULT_TRAIN.max_eval_batches,
+    rc: Annotated[
+        bool, typer.Option("--rc/--no-rc", help="Reverse-complement augmentation.")
+    ] = DEFAULT_TRAIN.rc,
     window_len: WindowLenOpt = DEFAULT_DATA.window_len,
     max_n: MaxNOpt = DEFAULT_DATA.max_n,
     exclude: ExcludeOpt = None,
@@ -431,7 +460,7 @@ def train(
     valid_chroms: ValidChromsOpt = None,
     test_chroms: TestChromsOpt = None,
     chroms: ChromsOpt = None,
-):  # fmt: skip
+):
     """Train one model of either task; resumable, on CPU, GPU or many GPUs (torchrun)."""
     from dataclasses import replace
 
@@ -439,15 +468,33 @@ def train(
     from regtracks.train import train as run
 
     data_cfg = data_config(
-        window_len=window_len, max_n=max_n, split=split, valid_chroms=valid_chroms,
-        test_chroms=test_chroms, chroms=chroms, seed=seed,
-    )  # fmt: skip
+        window_len=window_len,
+        max_n=max_n,
+        split=split,
+        valid_chroms=valid_chroms,
+        test_chroms=test_chroms,
+        chroms=chroms,
+        seed=seed,
+    )
     cfg = replace(
-        DEFAULT_TRAIN, task=task, model=model, hparams=_hparams(hparam), epochs=epochs,
-        max_steps=max_steps, batch_size=batch_size, lr=lr, pos_weight=pos_weight, device=device,
-        precision=precision, workers=workers, seed=seed, patience=patience, rc=rc,
-        eval_every=eval_every, max_eval_batches=max_eval_batches,
-    )  # fmt: skip
+        DEFAULT_TRAIN,
+        task=task,
+        model=model,
+        hparams=_hparams(hparam),
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        pos_weight=pos_weight,
+        device=device,
+        precision=precision,
+        workers=workers,
+        seed=seed,
+        patience=patience,
+        rc=rc,
+        eval_every=eval_every,
+        max_eval_batches=max_eval_batches,
+    )
     main_rank = DistEnv.from_env().is_main
     td = prepare_task(genome, markers, task, data_cfg, exclude) if main_rank else None
     if td is None:
@@ -456,19 +503,123 @@ def train(
         td = prepare(genome, markers, task=task, cfg=data_cfg, exclude=exclude)
     if main_rank:
         with _TrainView() as view:
-            res = run(genome, markers, out, cfg, data_cfg=data_cfg, exclude=exclude,
-                      resume=resume, overwrite=overwrite, task_data=td, progress=view)  # fmt: skip
+            res = run(
+                genome,
+                markers,
+                out,
+                cfg,
+                data_cfg=data_cfg,
+                exclude=exclude,
+                resume=resume,
+                overwrite=overwrite,
+                task_data=td,
+                progress=view,
+            )
     else:
-        res = run(genome, markers, out, cfg, data_cfg=data_cfg, exclude=exclude, resume=resume,
-                  overwrite=overwrite, task_data=td)  # fmt: skip
+        res = run(
+            genome,
+            markers,
+            out,
+            cfg,
+            data_cfg=data_cfg,
+            exclude=exclude,
+            resume=resume,
+            overwrite=overwrite,
+            task_data=td,
+        )
     if not main_rank:
         return
     best = "-" if res.best is None else f"{res.best:.4f}"
-    _info(f"{res.status} at step {res.step:,} (epoch {res.epoch}); best valid mean PR-AUC {best} "
-          f"at step {res.best_step}; run in {res.run_dir}")  # fmt: skip
+    _info(
+        f"{res.status} at step {res.step:,} (epoch {res.epoch}); best valid mean PR-AUC {best} "
+        f"at step {res.best_step}; run in {res.run_dir}"
+    )
     if res.status == "interrupted":
         _info(f"resume with: regtracks train ... --out {res.run_dir} --resume")
         raise typer.Exit(130)
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint file).")],
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default RUN/evaluate/SPLIT).")
+    ] = None,
+    genome: Annotated[
+        Path | None,
+        typer.Option(
+            "--genome", "-g", help="Genome FASTA (default: the one recorded in the checkpoint)."
+        ),
+    ] = None,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best or last.")] = "best",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16.")
+    ] = DEFAULT_TRAIN.precision,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Windows per forward pass.")
+    ] = DEFAULT_TRAIN.batch_size,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes.")
+    ] = DEFAULT_TRAIN.workers,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+):
+    """PR-AUC and ROC-AUC per marker and per category over every position of a split."""
+    from regtracks.evaluate import evaluate as run_eval
+    from regtracks.evaluate import report_dir
+
+    with _progress(f"evaluating {split}") as update:
+        report = run_eval(
+            run,
+            split=split,
+            genome=genome,
+            which=checkpoint,
+            out_dir=out,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            workers=workers,
+            progress=update,
+        )
+    where = out or report_dir(run, split)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        _info(f"report in {where}")
+        return
+    _print_report(report)
+    _info(f"report in {where} (report.json, report.md, PR curves)")
+
+
+def _print_report(report: dict) -> None:
+    from rich.table import Table
+
+    con = _stdout()
+    t = Table(title=f"{report.get('model', '')} on {report['split']}: mean per category")
+    for col in ("category", "markers", "PR-AUC", "ROC-AUC"):
+        t.add_column(col, justify="left" if col == "category" else "right")
+    for cat, v in report["categories"].items():
+        n = sum(1 for m in report["markers"] if m["category"] == cat)
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        t.add_row(cat, str(n), fmt(v.get("pr_auc")), fmt(v.get("roc_auc")))
+    con.print(t)
+    t = Table(title="per marker (chance PR-AUC = positive rate)")
+    for col in ("marker", "category", "PR-AUC", "chance", "ROC-AUC"):
+        t.add_column(col, justify="left" if col in ("marker", "category") else "right")
+    for m in report["markers"][:50]:
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        rate = m.get("positive_rate")
+        t.add_row(
+            m["name"],
+            m["category"],
+            fmt(m["pr_auc"]),
+            "-" if rate is None else f"{rate:.4f}",
+            fmt(m["roc_auc"]),
+        )
+    if len(report["markers"]) > 50:
+        t.caption = f"first 50 of {len(report['markers'])} markers; all in report.md"
+    con.print(t)
 
 
 # --- models ---

@@ -152,17 +152,14 @@ class ShardSampler(Sampler[int]):
         return len(range(self.dist.rank, self.n, self.dist.world))
 
 
-def make_datasets(td: TaskData, *, rc: bool, seed: int):
-    """(train, valid) datasets and the collate function of the task."""
+def make_dataset(td: TaskData, split: str, *, rc: bool = False, seed: int = 0):
+    """The dataset of one split and the collate function of the task."""
     from regtracks.datasets import DenseDataset, SequenceDataset, collate_dense, collate_sequence
 
     if td.task == "dense":
-        tr = DenseDataset(td.genome, td.index, td.samples, "train", rc=rc, seed=seed)
-        va = DenseDataset(td.genome, td.index, td.samples, "valid")
-        return tr, va, collate_dense
-    tr = SequenceDataset(td.genome, td.samples, td.n_markers, "train", rc=rc, seed=seed)
-    va = SequenceDataset(td.genome, td.samples, td.n_markers, "valid")
-    return tr, va, collate_sequence
+        return DenseDataset(td.genome, td.index, td.samples, split, rc=rc, seed=seed), collate_dense
+    ds = SequenceDataset(td.genome, td.samples, td.n_markers, split, rc=rc, seed=seed)
+    return ds, collate_sequence
 
 
 def make_loader(ds, sampler, collate, *, batch_size: int, workers: int, device: torch.device):
@@ -179,24 +176,6 @@ def make_loader(ds, sampler, collate, *, batch_size: int, workers: int, device: 
         generator=torch.Generator().manual_seed(0),  # base seeds must not consume torch's RNG
         drop_last=False,
     )
-
-
-class LossOutputs(nn.Module):
-    """Wraps a model so that ``forward`` returns every output the loss uses (for DDP).
-
-    Models with several outputs feeding the loss (the ID-CNN's passes) expose
-    ``loss_outputs(x) -> list of logits``; others give ``[model(x)]``.
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        fn = getattr(self.model, "loss_outputs", None)
-        if fn is not None and self.model.training:
-            return list(fn(x))
-        return [self.model(x)]
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -268,9 +247,12 @@ def _check_resume(ck, cfg: TrainConfig, td: TaskData, data_cfg: DataConfig) -> N
         raise RegtracksError(
             f"--resume: the run trains {raw['model']['name']!r}, not {cfg.model!r}"
         )
-    if cfg.hparams and dict(cfg.hparams) != dict(raw["model"]["hparams"]):
+    recorded = dict(raw["model"]["hparams"])
+    differ = {k: v for k, v in cfg.hparams.items() if recorded.get(k) != v}
+    if differ:
+        k, v = next(iter(differ.items()))
         raise RegtracksError(
-            f"--resume: hyperparameters differ from the run's {raw['model']['hparams']}"
+            f"--resume: --hparam {k}={v} differs from the run's {k}={recorded.get(k)!r}"
         )
     had = [(m["name"], m["category"]) for m in raw["markers"]]
     now = [(m.name, m.category) for m in td.markers]
@@ -289,13 +271,16 @@ def _check_resume(ck, cfg: TrainConfig, td: TaskData, data_cfg: DataConfig) -> N
         )
 
 
-def _category_means(values: list[float], categories: list[str]) -> dict:
-    out: dict[str, float | None] = {}
-    for cat in ("TFBS", "Histone", "DNase"):
-        v = [x for x, c in zip(values, categories, strict=True) if c == cat and not math.isnan(x)]
-        out[cat] = sum(v) / len(v) if v else None
-    finite = [x for x in values if not math.isnan(x)]
-    out["mean"] = sum(finite) / len(finite) if finite else None
+def _category_means(values, categories: list[str]) -> dict:
+    """Per-category means (NaN left out) plus ``mean``: the mean over every marker."""
+    import numpy as np
+
+    from regtracks.metrics import category_means
+
+    out = category_means(values, categories)
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    out["mean"] = float(v.mean()) if v.size else None
     return out
 
 
@@ -345,7 +330,7 @@ def train(
     """
     from regtracks.datasets import to_device
     from regtracks.evaluate import evaluate_loader
-    from regtracks.models import get_model
+    from regtracks.models import coerce_hparams, get_model, loss_outputs
 
     dist = DistEnv.from_env()
     device = resolve_device(cfg.device, dist)
@@ -370,6 +355,12 @@ def train(
         raise RegtracksError(f"task data is {td.task!r}, the run is {cfg.task!r}")
     data_cfg = td.cfg
     M = td.n_markers
+    cfg = replace(cfg, hparams=coerce_hparams(cfg.model, dict(cfg.hparams)))
+    ck = None
+    if resume:
+        ck = load_checkpoint(out / "last.pt")
+        _check_resume(ck, cfg, td, data_cfg)
+        cfg = replace(cfg, hparams=dict(ck.raw["model"]["hparams"]))
     torch.manual_seed(cfg.seed)
     model = get_model(cfg.model, n_markers=M, **cfg.hparams)
     if getattr(model, "task", cfg.task) != cfg.task:
@@ -378,10 +369,7 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": None, "best_step": None, "bad": 0}
     history: list[dict] = []
-    if resume:
-        ck = load_checkpoint(out / "last.pt")
-        _check_resume(ck, cfg, td, data_cfg)
-        cfg = replace(cfg, hparams=dict(ck.raw["model"]["hparams"]))
+    if ck is not None:
         model.load_state_dict(ck.raw["state_dict"])
         st = ck.raw["state"]
         opt.load_state_dict(st["optimizer"])
@@ -390,7 +378,8 @@ def train(
         torch.set_rng_state(st["rng"]["torch"])
         if device.type == "cuda" and st["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(st["rng"]["cuda"], device)
-    train_ds, valid_ds, collate = make_datasets(td, rc=cfg.rc, seed=cfg.seed)
+    train_ds, collate = make_dataset(td, "train", rc=cfg.rc, seed=cfg.seed)
+    valid_ds, _ = make_dataset(td, "valid")
     if len(train_ds) == 0:
         raise RegtracksError("the training split is empty")
     sampler = EpochSampler(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, dist=dist)
@@ -410,17 +399,17 @@ def train(
         workers=cfg.workers,
         device=device,
     )
-    wrapped = LossOutputs(model)
+    wrapped = model
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        wrapped = DDP(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
+        wrapped = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     pos_weight = torch.tensor(cfg.pos_weight, device=device)
     categories = td.markers.categories
     ckpt_base = base_checkpoint(
         task=cfg.task,
         model_name=cfg.model,
-        hparams=cfg.hparams,
+        hparams=dict(getattr(model, "hparams", cfg.hparams)),
         model=model,
         markers=td.markers,
         genome=td.genome,
@@ -576,7 +565,7 @@ def train(
                     with torch.autocast(
                         device.type, dtype=amp or torch.float32, enabled=amp is not None
                     ):
-                        outs = wrapped(x)
+                        outs = loss_outputs(wrapped, x)
                     yf = y.float()
                     loss = sum(
                         nn.functional.binary_cross_entropy_with_logits(

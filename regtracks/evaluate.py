@@ -1,0 +1,176 @@
+"""Evaluate a checkpoint on a split: PR-AUC and ROC-AUC per marker over every position.
+
+Tensor contract: the model maps ``(N, 4, L)`` to ``(N, M, L)`` logits (dense) or ``(N, 4, 1000)``
+to ``(N, M)`` (sequence); labels have the logits' shape. Scores stream into per-marker
+histograms on the device (:class:`regtracks.metrics.StreamingMetrics`); nothing else is kept,
+so a whole split of billions of scores costs a few hundred MB at most.
+
+``evaluate(RUN, split="test")`` writes ``RUN/evaluate/<split>/report.json``, ``report.md`` and
+``pr_<category>.png`` (see :mod:`regtracks.report`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from regtracks._util import RegtracksError
+
+__all__ = ["evaluate", "evaluate_loader", "report_dir"]
+
+
+@torch.inference_mode()
+def evaluate_loader(
+    model,
+    loader,
+    *,
+    n_markers: int,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+    max_batches: int | None = None,
+    distributed: bool = False,
+    progress=None,
+):
+    """Stream a loader's batches through ``model``; return ``(MetricsResult, StreamingMetrics)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        In eval mode, on ``device``.
+    loader : DataLoader
+        Yields :class:`regtracks.datasets.DenseBatch` (codes + interval rows or labels).
+    n_markers : int
+    device : torch.device
+    amp : torch.dtype, optional
+        Autocast dtype.
+    max_batches : int, optional
+        Stop after this many batches (quick validation during training).
+    distributed : bool
+        Sum the histograms over torch.distributed processes.
+    progress : callable, optional
+        ``progress(done_batches, total_batches)``.
+    """
+    from regtracks.datasets import to_device
+    from regtracks.metrics import StreamingMetrics
+
+    sm = StreamingMetrics(n_markers, device=device)
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = to_device(batch, n_markers, device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(x)
+        sm.update(logits, y)
+        if progress is not None:
+            progress(i + 1, total)
+    if distributed:
+        sm.all_reduce()
+    return sm.compute(), sm
+
+
+def report_dir(run: str | os.PathLike, split: str) -> Path:
+    """Where :func:`evaluate` writes by default: ``RUN/evaluate/<split>``."""
+    run = Path(run)
+    return (run.parent if run.is_file() else run) / "evaluate" / split
+
+
+def evaluate(
+    run: str | os.PathLike,
+    *,
+    split: str = "test",
+    genome=None,
+    which: str = "best",
+    out_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 8,
+    workers: int = 2,
+    progress=None,
+) -> dict:
+    """Evaluate the run's checkpoint on ``split`` and write the report.
+
+    Parameters
+    ----------
+    run : path
+        Run folder (or a checkpoint file).
+    split : {"valid", "test", "train"}
+    genome : path, optional
+        The genome FASTA (default: the one recorded in the checkpoint).
+    which : {"best", "last"}
+        Checkpoint of the run folder.
+    out_dir : path, optional
+        Report folder (default ``RUN/evaluate/<split>``).
+    device, precision, batch_size, workers
+        As for training.
+    progress : callable, optional
+        ``progress(done_batches, total_batches)``.
+
+    Returns
+    -------
+    dict
+        The report (as written to ``report.json``).
+    """
+    from regtracks.checkpoint import find_checkpoint, load_checkpoint
+    from regtracks.data import prepare
+    from regtracks.report import build_report, write_report
+    from regtracks.train import (
+        DistEnv,
+        ShardSampler,
+        autocast_dtype,
+        make_dataset,
+        make_loader,
+        resolve_device,
+    )
+
+    if split not in ("train", "valid", "test"):
+        raise RegtracksError(f"--split must be valid or test (or train), got {split!r}")
+    if batch_size < 1:
+        raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
+    path = find_checkpoint(run, which=which)
+    ck = load_checkpoint(path)
+    dev = resolve_device(device)
+    amp = autocast_dtype(precision, dev)
+    g = ck.open_genome(genome)
+    markers = ck.marker_set()
+    exclude = ck.raw.get("exclude")
+    if exclude and not Path(exclude).is_file():
+        raise RegtracksError(f"{exclude}: exclude BED recorded in {path.name} not found")
+    td = prepare(g, markers, task=ck.task, cfg=ck.data_config, exclude=exclude)
+    recorded = ck.raw.get("split", {})
+    if recorded.get("mode") == "chrom" and recorded.get("chroms") != td.samples.split_info.chroms:
+        raise RegtracksError(
+            f"the split rebuilt from {path.name} differs from the one it was trained on "
+            f"({recorded.get('chroms')})"
+        )
+    ds, collate = make_dataset(td, split)
+    if len(ds) == 0:
+        raise RegtracksError(f"the {split} split of this run is empty")
+    model = ck.build_model(device=dev)
+    loader = make_loader(
+        ds,
+        ShardSampler(len(ds), DistEnv()),
+        collate,
+        batch_size=batch_size,
+        workers=workers,
+        device=dev,
+    )
+    result, sm = evaluate_loader(
+        model, loader, n_markers=td.n_markers, device=dev, amp=amp, progress=progress
+    )
+    extra = {
+        "run": str(path.parent.resolve()),
+        "checkpoint": str(path.resolve()),
+        "model": ck.model_name,
+        "task": ck.task,
+        "genome": g.name,
+        "windows": len(ds),
+        "window_len": td.samples.length,
+        "positions": int(len(ds) * (td.samples.length if td.task == "dense" else 1)),
+        "step": ck.raw.get("metrics", {}).get("step"),
+    }
+    report = build_report(result, markers, split=split, extra=extra)
+    out = Path(out_dir) if out_dir is not None else report_dir(path, split)
+    return write_report(report, out, curves=sm)

@@ -27,6 +27,11 @@ when :meth:`BigWigWriter.close` has finished **all** files; an exception, :meth:
 killed run leaves no file under a final name (temporaries of a killed run are removed by the
 next writer of the same paths).
 
+pyBigWig's ``close()`` is quadratic in the number of chromosomes of the header (measured per
+file: +0.06 s for 5,000 sequences, +0.9 s for 20,000, +3.5 s for 40,000). For assemblies of
+tens of thousands of scaffolds pass only the chromosomes that get data as ``chrom_sizes``
+(browsers do not need the others); for hg38 (195-455 sequences) it does not matter.
+
 Resume granularity is the whole track file: a bigWig cannot be appended to once it is
 closed, so a run that stops before ``close()`` redoes every unfinished track from the start,
 and a resumed run skips the tracks whose final file :func:`is_complete` accepts (pass only the

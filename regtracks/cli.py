@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from regtracks import __version__
-from regtracks.config import DEFAULT_DATA, DEFAULT_SIM, DEFAULT_TRAIN
+from regtracks.config import DEFAULT_DATA, DEFAULT_SERVE, DEFAULT_SIM, DEFAULT_TRAIN
 
 app = typer.Typer(
     name="regtracks",
@@ -669,6 +669,42 @@ def _print_models(infos, n_markers: int) -> None:
         layers = "" if i.layers is None else str(i.layers)
         t.add_row(i.name, i.task, layers, i.kind, f"{i.params:,}", rf, i.source)
     _stdout().print(t)
+
+
+# --- tracks: hub serving ---
+@app.command()
+@handle_errors
+def serve(
+    hub: Annotated[Path, typer.Argument(help="Hub folder (holds hub.txt and/or igv.html).")],
+    port: Annotated[
+        int, typer.Option("--port", "-p", help="Port; 0 picks a free one.")
+    ] = DEFAULT_SERVE.port,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 0.0.0.0 = every interface.")
+    ] = DEFAULT_SERVE.host,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
+):
+    """Serve a hub folder over HTTP with Range requests and CORS (UCSC, IGV, igv.js).
+
+    Prints the URLs to open, then serves until Ctrl-C.
+    """
+    from regtracks.serve import serve as run
+
+    def ready(info):
+        typer.echo(f"serving {hub} at {info.base_url}")
+        if info.hub_url:
+            typer.echo(f"track hub:  {info.hub_url}")
+        if info.igv_url:
+            typer.echo(f"igv.js page: {info.igv_url}")
+        if not (info.hub_url or info.igv_url):
+            _info("[yellow]note:[/yellow] no hub.txt or igv.html in this folder")
+        if info.host in ("0.0.0.0", "::"):
+            _info("listening on every interface: from elsewhere use this machine's address")
+        _info("UCSC needs the server reachable from the internet; IGV and igv.js work locally")
+        _info("press Ctrl-C to stop")
+
+    run(hub, host=host, port=port, log=_info if verbose else None, on_ready=ready)
+    _info("stopped")
 
 
 def main() -> None:

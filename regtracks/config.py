@@ -5,6 +5,7 @@ Every length is in base pairs; coordinates are 0-based half-open.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 CATEGORIES: tuple[str, ...] = ("TFBS", "Histone", "DNase")
@@ -182,3 +183,49 @@ class ModelDefaults:
 
 
 DEFAULT_MODELS = ModelDefaults()
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class BigWigDefaults:
+    """How :class:`regtracks.bigwig.BigWigWriter` writes many bigWig tracks.
+
+    Attributes
+    ----------
+    n_procs : int
+        Writer processes. The default leaves one core to the process that scans (and drives the
+        GPU): ``cpus - 1``, at least 1, at most 16. ``0`` writes in the calling process.
+    buffer_mb : int
+        Shared-memory buffer between the scanning process and the writers, in MiB, split into
+        ``n_slots`` slots. It bounds the writer's memory whatever the chromosome length.
+    n_slots : int
+        Blocks in flight: the scanner fills one slot while the writers drain the others.
+    start_method : str
+        ``multiprocessing`` start method of the writers. ``spawn`` is safe with torch and CUDA
+        in the parent (``fork`` is not).
+    """
+
+    n_procs: int = field(default_factory=lambda: max(1, min(16, _usable_cpus() - 1)))
+    buffer_mb: int = 256
+    n_slots: int = 4
+    start_method: str = "spawn"
+
+
+DEFAULT_BIGWIG = BigWigDefaults()
+
+
+@dataclass(frozen=True)
+class ServeDefaults:
+    """``regtracks serve``: where the static hub server listens (port 0 picks a free port)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+DEFAULT_SERVE = ServeDefaults()

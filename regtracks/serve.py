@@ -1,0 +1,327 @@
+"""A static file server for track hubs: HTTP Range requests, CORS, nothing outside the hub.
+
+UCSC, IGV and igv.js read bigWig and 2bit files with HTTP Range requests and expect
+``206 Partial Content``; igv.js in a browser also needs CORS headers. Python's
+``http.server`` ignores Range (it answers 200 with the whole file), so regtracks serves hubs
+with this small server instead:
+
+* ``GET`` and ``HEAD``; one range per request: ``bytes=a-b``, ``bytes=a-``, ``bytes=-n``
+  -> ``206`` with ``Content-Range``; a range past the end -> ``416`` with
+  ``Content-Range: bytes */size``; several ranges, another unit or a malformed header are
+  ignored (``200``, the whole file), as RFC 9110 allows. ``Accept-Ranges: bytes`` always.
+* CORS on every answer (``Access-Control-Allow-Origin: *``, ``Access-Control-Expose-Headers:
+  Content-Length, Content-Range, Accept-Ranges``) and ``OPTIONS`` preflight (``204``, allowing
+  the ``Range`` header and whatever other headers the browser asks for).
+* Only files under the hub folder: ``..`` segments (also percent-encoded), symbolic links that
+  lead outside and NUL bytes get ``403``; hidden files (a path part starting with ``.``, such
+  as the temporaries of a writer at work) and folders without ``index.html`` get ``404``.
+* HTTP/1.1 keep-alive, one thread per connection, ``Cache-Control: no-cache`` (hubs change
+  when predictions are re-run).
+
+The library never prints: pass ``log`` (a callable taking one line) to see requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from regtracks._util import RegtracksError
+from regtracks.config import DEFAULT_SERVE
+
+__all__ = ["HubServer", "HubRequestHandler", "ServerInfo", "make_server", "serve", "server_info"]
+
+CONTENT_TYPES: dict[str, str] = {
+    ".txt": "text/plain; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".xml": "application/xml",
+    ".json": "application/json",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".tsv": "text/tab-separated-values; charset=utf-8",
+    ".bed": "text/plain; charset=utf-8",
+    ".md": "text/plain; charset=utf-8",
+}
+"""Content types by suffix; everything else (``.bw``, ``.bigWig``, ``.bb``, ``.2bit``, ``.gz``,
+...) is ``application/octet-stream``."""
+
+EXPOSED = "Content-Length, Content-Range, Accept-Ranges"
+_CHUNK = 1 << 18
+_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
+_UNSATISFIABLE = (-1, -1)
+
+
+def content_type(path: str | os.PathLike) -> str:
+    """Content type served for ``path`` (by suffix, case-insensitive)."""
+    return CONTENT_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One HTTP byte range -> inclusive ``(first, last)`` byte positions.
+
+    Returns ``None`` when the header is to be ignored (several ranges, other unit, malformed,
+    ``last < first``) and ``(-1, -1)`` when the range cannot be satisfied (starts at or past
+    ``size``, a zero-length suffix, an empty file).
+    """
+    m = _RANGE.fullmatch(header)
+    if not m or (m.group(1) == "" and m.group(2) == ""):
+        return None
+    a, b = m.groups()
+    if a == "":  # suffix: the last n bytes
+        n = int(b)
+        if n == 0 or size == 0:
+            return _UNSATISFIABLE
+        return max(0, size - n), size - 1
+    first = int(a)
+    last = int(b) if b else size - 1
+    if b and last < first:
+        return None
+    if first >= size:
+        return _UNSATISFIABLE
+    return first, min(last, size - 1)
+
+
+class _Refused(Exception):
+    def __init__(self, status: HTTPStatus):
+        self.status = status
+
+
+class HubRequestHandler(BaseHTTPRequestHandler):
+    """Serves the files under ``server.root`` (see the module docstring)."""
+
+    server: HubServer
+    server_version = "regtracks-serve"
+    protocol_version = "HTTP/1.1"
+
+    # -- headers on every answer -----------------------------------------------------------
+    def end_headers(self) -> None:
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Expose-Headers", EXPOSED)
+        super().end_headers()
+
+    def log_message(self, format: str, *args) -> None:
+        if self.server.log is not None:
+            self.server.log(f"{self.address_string()} {format % args}")
+
+    # -- methods ---------------------------------------------------------------------------
+    def do_OPTIONS(self) -> None:
+        asked = self.headers.get("Access-Control-Request-Headers", "")
+        allowed = ", ".join(dict.fromkeys(["Range", *[h.strip() for h in asked.split(",")]]))
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", allowed.rstrip(", "))
+        self.send_header("Access-Control-Max-Age", "86400")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self._send_file(body=True)
+
+    def do_HEAD(self) -> None:
+        self._send_file(body=False)
+
+    # -- the work --------------------------------------------------------------------------
+    def _resolve(self) -> Path:
+        """The file a request names, or raise :class:`_Refused`."""
+        raw = urlsplit(self.path).path
+        try:
+            text = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            raise _Refused(HTTPStatus.BAD_REQUEST) from None
+        if "\x00" in text or "\\" in text:
+            raise _Refused(HTTPStatus.FORBIDDEN)
+        parts = [p for p in text.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise _Refused(HTTPStatus.FORBIDDEN)
+        if any(p.startswith(".") for p in parts):
+            raise _Refused(HTTPStatus.NOT_FOUND)
+        root = self.server.real_root
+        real = Path(os.path.realpath(root.joinpath(*parts)))
+        if real != root and root not in real.parents:
+            raise _Refused(HTTPStatus.FORBIDDEN)
+        if real.is_dir():
+            real = real / "index.html"
+        if not real.is_file():
+            raise _Refused(HTTPStatus.NOT_FOUND)
+        return real
+
+    def _send_file(self, *, body: bool) -> None:
+        try:
+            path = self._resolve()
+            fh = open(path, "rb")
+        except _Refused as r:
+            self.send_error(r.status)
+            return
+        except OSError:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        with fh:
+            st = os.fstat(fh.fileno())
+            size = st.st_size
+            first, last = 0, size - 1
+            status = HTTPStatus.OK
+            header = self.headers.get("Range")
+            if header is not None:
+                rng = parse_range(header, size)
+                if rng == _UNSATISFIABLE:
+                    self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Accept-Ranges", "bytes")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if rng is not None:
+                    first, last = rng
+                    status = HTTPStatus.PARTIAL_CONTENT
+            length = last - first + 1
+            self.send_response(status)
+            self.send_header("Content-Type", content_type(path))
+            self.send_header("Content-Length", str(length))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Last-Modified", formatdate(st.st_mtime, usegmt=True))
+            self.send_header("Cache-Control", "no-cache")
+            if status == HTTPStatus.PARTIAL_CONTENT:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+            self.end_headers()
+            if not body or length <= 0:
+                return
+            fh.seek(first)
+            left = length
+            try:
+                while left > 0:
+                    data = fh.read(min(_CHUNK, left))
+                    if not data:  # the file shrank while we sent it
+                        self.close_connection = True
+                        return
+                    self.wfile.write(data)
+                    left -= len(data)
+            except (BrokenPipeError, ConnectionResetError):  # clients cancel reads often
+                self.close_connection = True
+
+
+class HubServer(ThreadingHTTPServer):
+    """A threading HTTP server of one hub folder.
+
+    Attributes
+    ----------
+    root : Path
+        The folder served (as given, made absolute).
+    real_root : Path
+        Its real path (symbolic links resolved); nothing outside it is served.
+    log : callable or None
+        Receives one line per request and per error.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, root: Path, address: tuple[str, int], log: Callable[[str], None] | None):
+        self.root = root
+        self.real_root = Path(os.path.realpath(root))
+        self.log = log
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, HubRequestHandler)
+
+    def handle_error(self, request, client_address) -> None:
+        if self.log is not None:
+            import traceback
+
+            self.log(
+                f"{client_address[0]} error: {traceback.format_exc().strip().splitlines()[-1]}"
+            )
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where a :class:`HubServer` listens and the URLs worth opening.
+
+    ``hub_url`` and ``igv_url`` are ``None`` when the hub has no ``hub.txt`` / ``igv.html``.
+    """
+
+    host: str
+    port: int
+    base_url: str
+    hub_url: str | None
+    igv_url: str | None
+
+
+def make_server(
+    root: str | os.PathLike,
+    host: str = DEFAULT_SERVE.host,
+    port: int = DEFAULT_SERVE.port,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> HubServer:
+    """Bind a :class:`HubServer` to ``host:port`` (``port=0``: any free port); not yet serving.
+
+    Raises
+    ------
+    RegtracksError
+        ``root`` is not a folder, or the address cannot be bound (port in use, bad host).
+    """
+    root = Path(root).expanduser().absolute()
+    if not root.is_dir():
+        raise RegtracksError(f"{root}: hub folder not found")
+    if not 0 <= int(port) <= 65535:
+        raise RegtracksError(f"port {port} is not between 0 and 65535")
+    try:
+        return HubServer(root, (host, int(port)), log)
+    except OSError as exc:
+        raise RegtracksError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def server_info(server: HubServer) -> ServerInfo:
+    """The address a server really listens on (the port chosen for 0) and the hub's URLs."""
+    host, port = server.server_address[:2]
+    shown = {"0.0.0.0": "127.0.0.1", "::": "localhost", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    base = f"http://{shown}:{port}/"
+    root = server.real_root
+    hub = base + "hub.txt" if (root / "hub.txt").is_file() else None
+    igv = base + "igv.html" if (root / "igv.html").is_file() else None
+    return ServerInfo(host=host, port=port, base_url=base, hub_url=hub, igv_url=igv)
+
+
+def serve(
+    root: str | os.PathLike,
+    *,
+    host: str = DEFAULT_SERVE.host,
+    port: int = DEFAULT_SERVE.port,
+    log: Callable[[str], None] | None = None,
+    on_ready: Callable[[ServerInfo], None] | None = None,
+) -> None:
+    """Serve ``root`` until Ctrl-C (then return normally).
+
+    Parameters
+    ----------
+    root : str or Path
+        The hub folder.
+    host, port : str, int
+        Address to listen on; ``port=0`` picks a free port (see ``on_ready``).
+    log : callable, optional
+        Receives one line per request.
+    on_ready : callable, optional
+        Called with the :class:`ServerInfo` once the port is bound, before serving.
+    """
+    server = make_server(root, host, port, log=log)
+    try:
+        if on_ready is not None:
+            on_ready(server_info(server))
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+    finally:
+        server.server_close()

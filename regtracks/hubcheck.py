@@ -271,13 +271,18 @@ class _Checker:
                 if sizes is None:
                     sizes = listed
                 elif listed is not None and listed != sizes:
-                    diff = sorted(set(listed.items()) ^ set(sizes.items()), key=natural_key)
-                    shown = ", ".join(f"{c} {n:,}" for c, n in diff[:4])
+                    diff = []
+                    for c in sorted(set(listed) | set(sizes), key=natural_key):
+                        a, b = listed.get(c), sizes.get(c)
+                        if a != b:
+                            here = "absent" if a is None else f"{a:,}"
+                            there = "absent" if b is None else f"{b:,}"
+                            diff.append(f"{c} {here} vs {there}")
                     self.add(
                         st.path,
                         st.line_of("chromSizes"),
                         f"genome {st.name}: chromSizes {st.get('chromSizes')} disagrees with "
-                        f"the 2bit ({shown})",
+                        f"the 2bit ({'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''})",
                     )
         elif manifest_sizes is not None:
             sizes = manifest_sizes
@@ -628,7 +633,7 @@ def check_hub(hub_dir: str | os.PathLike, *, cfg: HubDefaults = DEFAULT_HUB) -> 
     base = hub_file.parent
     ck = _Checker(base, cfg)
     if not hub_file.is_file():
-        ck.add(hub_file, 0, "hub.txt not found")
+        ck.problems.append(f"{hub_file}: hub file not found")
         return HubCheck(hub_file, tuple(ck.problems), (), 0, 0)
     stanzas = ck.parse(hub_file)
     if not stanzas:

@@ -33,19 +33,33 @@ def write_fasta(path: Path, sizes=SIZES, seed: int = 0) -> Path:
     return path
 
 
-def write_bigwig(path: Path, sizes=SIZES, chroms=("chr1", "chr2"), *, scale=1.0, start=0,
-                 span=128, n=None, seed=1, shift=0.0) -> Path:
-    """bigWig with ``sizes`` as header and fixed-step values on ``chroms`` (from ``start``)."""
+def write_bigwig(
+    path: Path,
+    sizes=SIZES,
+    chroms=("chr1", "chr2"),
+    *,
+    scale=1.0,
+    start=0,
+    span=128,
+    n=None,
+    seed=1,
+    shift=0.0,
+) -> Path:
+    """bigWig with ``sizes`` as header and fixed-step values on ``chroms`` (from ``start``).
+
+    Values are ``(0.5 + 0.5 sin(0.05 i + seed) - shift) * scale``: deterministic, so hub text
+    that depends on them (saliency viewLimits) is the same everywhere.
+    """
     import pyBigWig
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     bw = pyBigWig.open(str(path), "w")
     bw.addHeader([(c, int(s)) for c, s in sizes], maxZooms=10)
-    size = dict((c, int(s)) for c, s in sizes)
+    size = {c: int(s) for c, s in sizes}
     for chrom in chroms:
         k = (size[chrom] - start) // span if n is None else n
-        vals = ((rng.random(k) - shift) * scale).astype(np.float64)
+        i = np.arange(k, dtype=np.float64)
+        vals = (0.5 + 0.5 * np.sin(0.05 * i + seed) - shift) * scale
         bw.addEntries(chrom, start, values=vals, span=span, step=span)
     bw.close()
     return path
@@ -136,14 +150,27 @@ def make_hub(tmp: Path, tracks=None, *, ucsc=None, fasta=True, sizes=SIZES) -> P
         ]
     for i, t in enumerate(tracks):
         if t["kind"] == "saliency":
-            write_bigwig(hub / t["file"], sizes, ("chr1",), scale=0.02, start=20_000, span=1,
-                         n=10_000, seed=i, shift=0.3)
+            write_bigwig(
+                hub / t["file"],
+                sizes,
+                ("chr1",),
+                scale=0.02,
+                start=20_000,
+                span=1,
+                n=10_000,
+                seed=i,
+                shift=0.3,
+            )
         else:
             write_bigwig(hub / t["file"], sizes, tuple(t["chroms"]), seed=i)
     manifest = {
         "format": "regtracks-manifest/1",
-        "genome": {"name": "toy", "fasta": str(fa) if fa else None, "ucsc": ucsc,
-                   "chrom_sizes": [list(x) for x in sizes]},
+        "genome": {
+            "name": "toy",
+            "fasta": str(fa) if fa else None,
+            "ucsc": ucsc,
+            "chrom_sizes": [list(x) for x in sizes],
+        },
         "tracks": tracks,
     }
     (hub / "manifest.json").write_text(json.dumps(manifest, indent=2))

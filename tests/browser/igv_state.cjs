@@ -85,6 +85,7 @@ const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
             nFeatures: n, nNonzero: nz, maxValue: mx,
             dataRange: t.dataRange ? { min: t.dataRange.min, max: t.dataRange.max } : null,
             autoscale: !!t.autoscale,
+            autoscaleGroup: t.autoscaleGroup || null,
           });
         }
       }

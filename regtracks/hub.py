@@ -822,6 +822,16 @@ def _igv_html(
     )
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file; leave a file that already holds ``text`` untouched."""
+    try:
+        if path.is_file() and path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text_atomic(path, text)
+
+
 def _ensure_twobit(
     hub: Path,
     genome: str,
@@ -1009,21 +1019,21 @@ def build_hub(
     )
     if one:
         hub_txt += "\n" + stanza + "\n" + trackdb
-    write_text_atomic(hub / "hub.txt", hub_txt)
+    _write_text(hub / "hub.txt", hub_txt)
     files.append(hub / "hub.txt")
     if one:
         for stale in (hub / "genomes.txt", gdir / "trackDb.txt"):
             stale.unlink(missing_ok=True)
     else:
-        write_text_atomic(hub / "genomes.txt", stanza)
-        write_text_atomic(gdir / "trackDb.txt", trackdb)
+        _write_text(hub / "genomes.txt", stanza)
+        _write_text(gdir / "trackDb.txt", trackdb)
         files += [hub / "genomes.txt", gdir / "trackDb.txt"]
     # faceted composites' metadata, and the description pages; stale ones of ours go
     for old in gdir.glob("*.metadata.tsv"):
         if old.name not in metadata:
             old.unlink()
     for name, text in metadata.items():
-        write_text_atomic(gdir / name, text)
+        _write_text(gdir / name, text)
         files.append(gdir / name)
     html_dir = gdir / "html"
     wanted = {f"{t.name}.html" for t in flat}
@@ -1032,18 +1042,16 @@ def build_hub(
             if old.name not in wanted:
                 old.unlink()
     for t in flat:
-        write_text_atomic(html_dir / f"{t.name}.html", _track_html(t))
+        _write_text(html_dir / f"{t.name}.html", _track_html(t))
         files.append(html_dir / f"{t.name}.html")
     summary = f"{_count(n, 'track')} in {_count(len(plan), 'composite')} on {g['name']}"
-    write_text_atomic(
-        hub / "hub.html", _render("hub.html", title=html_escape(hub_long), summary=summary)
-    )
+    _write_text(hub / "hub.html", _render("hub.html", title=html_escape(hub_long), summary=summary))
     files.append(hub / "hub.html")
 
     # IGV desktop session and igv.js page
     groups = {comp: i for i, (comp, _, _) in enumerate(plan, start=1)}
     genome_attr = gname if kind == "ucsc" else f"{gname}/{gname}.2bit"
-    write_text_atomic(
+    _write_text(
         hub / "igv_session.xml",
         _session_xml(flat, genome_attr=genome_attr, kind=kind, locus=default_pos, groups=groups),
     )
@@ -1063,7 +1071,7 @@ def build_hub(
                 shutil.copyfile(src, tmp)
         files.append(local_js)
     igv_src = IGV_JS_NAME if local_js.is_file() else cfg.igv_js_url
-    write_text_atomic(
+    _write_text(
         hub / "igv.html",
         _igv_html(
             flat, genome=gname, kind=kind, locus=default_pos, igv_src=igv_src, title=hub_long

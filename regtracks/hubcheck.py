@@ -570,8 +570,16 @@ class _Checker:
         self.n_files += 1
         try:
             chroms = bw.chroms()
+            levels = bw.header().get("nLevels", 1) if ttype[0] == "bigWig" else 1
         finally:
             bw.close()
+        if levels == 0:
+            self.add(
+                st.path,
+                line,
+                f"track {st.name}: {url}: no zoom levels (IGV cannot read it; write it with "
+                "zoom levels, e.g. pyBigWig maxZooms > 0)",
+            )
         if sizes is None:
             return
         for chrom, n in chroms.items():

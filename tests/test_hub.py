@@ -540,6 +540,21 @@ def test_check_not_a_bigwig(good_hub):
     )
 
 
+def test_check_bigwig_without_zoom_levels(good_hub):
+    import pyBigWig
+
+    path = good_hub / "tracks" / "pred_CTCF.bw"
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader([(c, n) for c, n in SIZES], maxZooms=0)
+    bw.addEntries("chr1", 0, values=[0.5] * 10, span=128, step=128)
+    bw.close()
+    code, lines = _check_cli(good_hub)
+    assert code == 1 and len(lines) == 1 and "no zoom levels" in lines[0]
+    assert lines[0].startswith(
+        f"toy/trackDb.txt:{line_of(good_hub / 'toy' / 'trackDb.txt', 'pred_CTCF.bw')}:"
+    )
+
+
 def test_check_bad_2bit_and_missing_hub(good_hub, tmp_path):
     (good_hub / "toy" / "toy.2bit").write_bytes(b"\0" * 40)
     code, lines = _check_cli(good_hub)

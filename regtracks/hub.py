@@ -51,9 +51,10 @@ from dataclasses import dataclass
 from html import escape as html_escape
 from pathlib import Path
 from string import Template
+from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-from regtracks._util import RegtracksError, natural_key, write_text_atomic
+from regtracks._util import RegtracksError, atomic_path, natural_key, write_text_atomic
 from regtracks.config import CATEGORIES, CATEGORY_COLORS, DEFAULT_HUB, HubDefaults
 
 __all__ = [
@@ -671,7 +672,7 @@ def _trackdb(
                 ("shortLabel", t.short_label),
                 ("longLabel", t.long_label),
                 ("type", ttype),
-                ("bigDataUrl", prefix + Path(t.rec["file"]).as_posix()),
+                ("bigDataUrl", prefix + quote(Path(t.rec["file"]).as_posix())),
             ]
             if not faceted:
                 cell = _symbol(t.rec.get("cell_type") or "none")
@@ -714,13 +715,13 @@ def _track_html(t: _Track) -> str:
 
 
 def _genome_stanza(
-    *, genome: str, kind: str, trackdb: str | None, organism: str, default_pos: str, prefix: str
+    *, genome: str, kind: str, trackdb: str | None, organism: str, default_pos: str
 ) -> str:
     items: list[tuple[str, object]] = [("genome", genome), ("trackDb", trackdb)]
     if kind == "assembly":
         items += [
-            ("twoBitPath", f"{prefix}{genome}/{genome}.2bit"),
-            ("chromSizes", f"{prefix}{genome}/chrom.sizes"),
+            ("twoBitPath", f"{genome}/{genome}.2bit"),
+            ("chromSizes", f"{genome}/chrom.sizes"),
             ("organism", organism),
             ("description", f"{organism} (assembly hub written by regtracks)"),
             ("defaultPos", default_pos),
@@ -951,6 +952,14 @@ def build_hub(
     """
     hub = _hub_path(hub_dir)
     manifest = load_manifest(hub)
+    if igv_js is not None:
+        src = Path(igv_js).expanduser()
+        if not src.is_file():
+            raise RegtracksError(f"--igv-js {igv_js}: file not found")
+        if b"createBrowser" not in src.read_bytes():
+            raise RegtracksError(f"--igv-js {igv_js}: does not look like igv.js (no createBrowser)")
+    if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+        raise RegtracksError(f"--email {email!r} is not an e-mail address")
     opts = dict(manifest.get("hub") or {})
     changed = False
     if genome is not None:
@@ -1005,7 +1014,6 @@ def build_hub(
         trackdb=None if one else f"{gname}/trackDb.txt",
         organism=g["name"],
         default_pos=default_pos,
-        prefix="",
     )
     layout = "useOneFile on" if one else "genomesFile genomes.txt"
     hub_txt = _render(
@@ -1059,14 +1067,7 @@ def build_hub(
     local_js = hub / IGV_JS_NAME
     if igv_js is not None:
         src = Path(igv_js).expanduser()
-        if not src.is_file():
-            raise RegtracksError(f"--igv-js {igv_js}: file not found")
-        head = src.read_bytes()
-        if b"createBrowser" not in head:
-            raise RegtracksError(f"--igv-js {igv_js}: does not look like igv.js (no createBrowser)")
         if src.resolve() != local_js.resolve():
-            from regtracks._util import atomic_path
-
             with atomic_path(local_js) as tmp:
                 shutil.copyfile(src, tmp)
         files.append(local_js)

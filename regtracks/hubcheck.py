@@ -22,6 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 from regtracks._util import RegtracksError, natural_key
 from regtracks.config import DEFAULT_HUB, HubDefaults
@@ -196,7 +197,7 @@ class _Checker:
             return None
         if value.startswith("file://"):
             value = value[7:]
-        p = Path(value)
+        p = Path(unquote(value))
         return p if p.is_absolute() else stanza.path.parent / p
 
     def label(self, st: _Stanza, key: str, limit: int) -> None:

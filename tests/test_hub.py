@@ -666,3 +666,15 @@ def test_gmod_ucsc_hub_parses_our_hubs(tmp_path, one_file):
         _edit(hub / "toy" / "trackDb.txt", "track pred_GATA1\n", "track pred_CTCF\n")
         got = _ucsc_hub_js(tmp_path, hub, one_file)
         assert not got["ok"] and "duplicate" in got["error"]
+
+
+def test_file_names_with_spaces_are_url_quoted(tmp_path):
+    t = pred_track("pred_A", "A", "TFBS")
+    t["file"] = "tracks/pred A (rep 1).bw"
+    hub = make_hub(tmp_path, [t])
+    _build(hub)
+    by = {s["track"]: s for s in parse_ra((hub / "toy" / "trackDb.txt").read_text())}
+    assert by["pred_A"]["bigDataUrl"] == "../tracks/pred%20A%20%28rep%201%29.bw"
+    assert check_hub(hub).problems == ()
+    with pytest.raises(RegtracksError, match="not an e-mail"):
+        _build(hub, email="me at lab\nshortLabel x")

@@ -51,7 +51,7 @@ def _requirements() -> str | None:
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with HTTP Range and CORS: what igv.js needs of a server.
 
-    Stands in for :mod:`regtracks.serve` in this test until that module lands.
+    Stands in for :mod:`regtracks.serve` (``make_server``) where that module is absent.
     """
 
     def end_headers(self):
@@ -94,8 +94,13 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 def served_hub(tmp_path):
     hub = make_hub(tmp_path)
     build_hub(hub, igv_js=IGV_JS, write_2bit=writer_2bit())
-    handler = functools.partial(_RangeHandler, directory=str(hub))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:  # the project's server (`regtracks serve`)
+        from regtracks.serve import make_server
+
+        server = make_server(hub, "127.0.0.1", 0)
+    except ImportError:  # not in this checkout yet: the stand-in below
+        handler = functools.partial(_RangeHandler, directory=str(hub))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -707,6 +707,84 @@ def serve(
     _info("stopped")
 
 
+# --- hub: UCSC track hub / assembly hub, IGV session, igv.js page ---------------------------
+hub_app = typer.Typer(
+    help="Browser files of a hub folder: UCSC track hub, IGV session, igv.js page.",
+    no_args_is_help=True,
+)
+app.add_typer(hub_app, name="hub")
+HubArg = Annotated[
+    Path, typer.Argument(help="Hub folder (holding manifest.json, or hub.txt for check).")
+]
+
+
+@hub_app.command("build")
+@handle_errors
+def hub_build(
+    hub: HubArg,
+    one_file: Annotated[
+        bool | None,
+        typer.Option(
+            "--one-file/--multi-file",
+            help="One hub.txt with 'useOneFile on', or hub.txt + genomes.txt + trackDb.txt "
+            "(default: as last built, else multi-file).",
+        ),
+    ] = None,
+    igv_js: Annotated[
+        Path | None,
+        typer.Option("--igv-js", help="Local igv.min.js (igv.js 3.x) to embed for offline use."),
+    ] = None,
+    genome_name: Annotated[
+        str | None,
+        typer.Option(
+            "--genome-name",
+            help="A UCSC-hosted assembly (hg19, hg38, mm10, ...): plain hub, no 2bit.",
+        ),
+    ] = None,
+    genome: Annotated[
+        Path | None,
+        typer.Option("--genome", "-g", help="Genome FASTA for the assembly hub's 2bit."),
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", help="Contact e-mail of hub.txt (UCSC needs one).")
+    ] = None,
+):
+    """Write hub.txt, genomes.txt, trackDb.txt, igv_session.xml and igv.html from manifest.json."""
+    from regtracks.hub import build_hub
+
+    res = build_hub(
+        hub, one_file=one_file, igv_js=igv_js, genome=genome, genome_name=genome_name, email=email
+    )
+    comps = ", ".join(f"{c} {n}" for c, n in res.composites.items())
+    what = "assembly hub" if res.kind == "assembly" else f"track hub on UCSC's {res.genome}"
+    faceted = f"; faceted: {', '.join(res.faceted)}" if res.faceted else ""
+    _info(
+        f"wrote {what} in {res.hub_dir}: {res.n_tracks} tracks ({comps}{faceted}), "
+        f"igv_session.xml, igv.html; first view {res.default_pos}"
+    )
+
+
+@hub_app.command("check")
+@handle_errors
+def hub_check(hub: HubArg):
+    """Check a hub as UCSC's hubCheck does, and its bigWigs: one line per problem, exit 1."""
+    from regtracks.hub import check_hub
+
+    res = check_hub(hub)
+    for line in res.problems:
+        typer.echo(line)
+    if res.problems:
+        n = len(res.problems)
+        _stderr().print(
+            f"[bold red]{n} problem{'s' if n != 1 else ''}[/bold red] in {res.hub_file}"
+        )
+        raise typer.Exit(1)
+    typer.echo(
+        f"OK {res.hub_file}: genome {', '.join(res.genomes)}, {res.n_tracks} track stanzas, "
+        f"{res.n_files} data files checked"
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

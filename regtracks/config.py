@@ -229,3 +229,46 @@ class ServeDefaults:
 
 
 DEFAULT_SERVE = ServeDefaults()
+
+
+@dataclass(frozen=True)
+class HubDefaults:
+    """Defaults of the browser files (UCSC track / assembly hub, IGV session, igv.js page).
+
+    Attributes
+    ----------
+    short_label_max, long_label_max : int
+        UCSC's limits for a track's ``shortLabel`` (17) and ``longLabel`` (76 characters).
+    hub_long_label_max : int
+        Limit for the hub's own ``longLabel`` (80 characters).
+    facet_threshold : int
+        A category with more tracks than this becomes a faceted composite
+        (``compositeTrack faceted``); UCSC's plain composite works up to about 200 subtracks.
+    visible_per_composite : int
+        Subtracks switched on when the hub is first opened (the rest are listed, off).
+    max_height_pixels : str
+        ``maxHeightPixels`` (max:default:min) of every bigWig track.
+    default_view_bp : int
+        Width of ``defaultPos``, the first view, on the first chromosome with data.
+    email : str
+        Contact e-mail written to ``hub.txt`` (UCSC requires one); ``--email`` overrides it.
+    saliency_color, other_color : str
+        Colours (R,G,B) of saliency tracks and of categories without a colour of their own.
+    igv_js_url : str
+        Where ``igv.html`` loads igv.js from when no local copy is embedded (``--igv-js``).
+    """
+
+    short_label_max: int = 17
+    long_label_max: int = 76
+    hub_long_label_max: int = 80
+    facet_threshold: int = 200
+    visible_per_composite: int = 12
+    max_height_pixels: str = "100:40:8"
+    default_view_bp: int = 100_000
+    email: str = "regtracks-user@example.org"
+    saliency_color: str = "110,40,150"
+    other_color: str = "90,90,90"
+    igv_js_url: str = "https://cdn.jsdelivr.net/npm/igv@3.8.10/dist/igv.min.js"
+
+
+DEFAULT_HUB = HubDefaults()

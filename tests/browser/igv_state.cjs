@@ -1,0 +1,109 @@
+// Open a regtracks igv.html in headless Chromium and report igv.js's own state as JSON.
+//
+// usage: node igv_state.cjs URL SCREENSHOT.png [TIMEOUT_MS]
+//
+// Prints one JSON object on stdout: {errors, consoleErrors, pageErrors, failedRequests,
+// tracks: [{name, url, type, loaded, message, nFeatures, nNonzero, maxValue, dataRange}],
+// locus, chromium}. Exit code 0 when the page was read (the Python test judges the state),
+// 2 when Chromium or the page could not be driven at all.
+"use strict";
+
+const path = require("path");
+const { chromium } = require(path.join(__dirname, "node_modules", "playwright-core"));
+
+const [url, shot, timeoutArg] = process.argv.slice(2);
+const timeout = Number(timeoutArg || 20000);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+(async () => {
+  const userDataDir = require("fs").mkdtempSync(path.join(require("os").tmpdir(), "rt-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-dev-shm-usage",
+    ],
+  });
+  const out = { consoleErrors: [], pageErrors: [], failedRequests: [] };
+  try {
+    const page = context.pages()[0] || (await context.newPage());
+    page.on("console", (m) => {
+      if (m.type() === "error") out.consoleErrors.push(m.text());
+    });
+    page.on("pageerror", (e) => out.pageErrors.push(String(e && e.message ? e.message : e)));
+    page.on("requestfailed", (r) => out.failedRequests.push(r.url() + " " + (r.failure() || {}).errorText));
+    page.on("response", (r) => {
+      if (r.status() >= 400) out.failedRequests.push(r.url() + " HTTP " + r.status());
+    });
+    await page.goto(url, { waitUntil: "load", timeout });
+    await page.waitForFunction(() => window.regtracks && window.regtracks.ready, null, { timeout });
+    // every wig track's viewports have finished loading (features cached or a message shown)
+    await page.waitForFunction(
+      () => {
+        const b = window.regtracks.browser;
+        if (!b) return true;
+        const views = b.trackViews.filter((tv) => tv.track && tv.track.type === "wig");
+        return views.every((tv) =>
+          tv.viewports.every(
+            (vp) => !vp.loading && (vp.featureCache || (vp.messageDiv && vp.messageDiv.style.display !== "none"))
+          )
+        );
+      },
+      null,
+      { timeout, polling: 100 }
+    );
+    await page.waitForTimeout(300); // let the last repaint land before the screenshot
+    const state = await page.evaluate(() => {
+      const r = window.regtracks;
+      const b = r.browser;
+      const tracks = [];
+      if (b) {
+        for (const tv of b.trackViews) {
+          const t = tv.track;
+          if (!t || t.type !== "wig") continue;
+          let n = 0, nz = 0, mx = null, msg = null, loaded = true;
+          for (const vp of tv.viewports) {
+            if (vp.messageDiv && vp.messageDiv.style.display !== "none") msg = vp.messageDiv.textContent;
+            if (!vp.featureCache) { loaded = false; continue; }
+            const start = vp.referenceFrame.start;
+            const end = vp.referenceFrame.end;
+            for (const f of vp.featureCache.features || []) {
+              if (f.end <= start || f.start >= end) continue;
+              n += 1;
+              if (f.value !== 0) nz += 1;
+              mx = mx === null ? f.value : Math.max(mx, f.value);
+            }
+          }
+          tracks.push({
+            name: t.name, url: t.url, type: t.type, loaded, message: msg,
+            nFeatures: n, nNonzero: nz, maxValue: mx,
+            dataRange: t.dataRange ? { min: t.dataRange.min, max: t.dataRange.max } : null,
+            autoscale: !!t.autoscale,
+            autoscaleGroup: t.autoscaleGroup || null,
+          });
+        }
+      }
+      return {
+        errors: r.errors, configured: r.tracks.map((t) => t.url), tracks,
+        locus: b ? b.currentLoci() : null, igvVersion: typeof igv !== "undefined" ? igv.version() : null,
+      };
+    });
+    Object.assign(out, state);
+    out.chromium = context.browser() ? context.browser().version() : null;
+    await page.screenshot({ path: shot, fullPage: true });
+    out.screenshot = shot;
+  } finally {
+    await context.close();
+    require("fs").rmSync(userDataDir, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify(out) + "\n");
+})().catch((e) => {
+  process.stderr.write("igv_state: " + (e && e.stack ? e.stack : e) + "\n");
+  process.exit(2);
+});

@@ -185,8 +185,8 @@ class StreamingMetrics:
     ) -> None:
         if int(n_markers) < 1:
             raise RegtracksError(f"n_markers must be at least 1, got {n_markers}")
-        if int(n_bins) < 2:
-            raise RegtracksError(f"n_bins must be at least 2, got {n_bins}")
+        if not 2 <= int(n_bins) <= 2**20:
+            raise RegtracksError(f"n_bins must be between 2 and 2**20, got {n_bins}")
         if not (logit_scale > 0 and math.isfinite(logit_scale)):
             raise RegtracksError(f"logit_scale must be a positive number, got {logit_scale}")
         if chunk is not None and int(chunk) < 1:
@@ -200,7 +200,12 @@ class StreamingMetrics:
         size = self.n_markers * self._row + 1
         self._follow = device is None
         self._counts = torch.zeros(size, dtype=torch.int64, device=device or "cpu")
+        # bin = floor(half * (1 + r)), r = x / (s + |x|) in [-1, 1]; half a hair below
+        # n_bins / 2 so that r = 1 still lands in the top bin
+        self._half = self.n_bins / 2 * (1.0 - 2.0**-20)
         self._offsets: torch.Tensor | None = None
+        self._half_t: torch.Tensor | None = None
+        self._ws: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -215,11 +220,13 @@ class StreamingMetrics:
         return c[:, :, : self.n_bins]
 
     def bin_edges(self) -> np.ndarray:
-        """``(n_bins + 1,)`` float64 bin edges in logits, from ``-inf`` to ``+inf``."""
-        s = self.logit_scale
-        t = np.linspace(-s, s, self.n_bins + 1)
+        """``(n_bins + 1,)`` float64 bin edges in logits, from ``-inf`` to ``+inf``.
+
+        Bin ``k`` holds the logits ``edges[k] <= x < edges[k + 1]``.
+        """
+        r = np.arange(self.n_bins + 1) / self._half - 1.0
         with np.errstate(divide="ignore"):
-            x = t / (1.0 - np.abs(t) / s)
+            x = self.logit_scale * r / (1.0 - np.abs(r))
         x[0], x[-1] = -np.inf, np.inf
         return x
 
@@ -231,6 +238,7 @@ class StreamingMetrics:
         """Move the counts to ``device`` (in place); returns ``self``."""
         self._counts = self._counts.to(device)
         self._offsets = None
+        self._ws = None
         self._follow = False
         return self
 
@@ -313,11 +321,12 @@ class StreamingMetrics:
         Runs on the device of the counts (which follows the first batch when no ``device``
         was given); a batch on another device is moved there. Never synchronises with the GPU.
         """
-        logits, target, mask = self._check_batch(logits, target, mask)
+        logits, target, drop = self._check_batch(logits, target, mask)
         if self._follow:
             if logits.device != self.device:
                 self._counts = self._counts.to(logits.device)
                 self._offsets = None
+                self._ws = None
             self._follow = False
         dev = self.device
         n, m, length = logits.shape
@@ -332,13 +341,14 @@ class StreamingMetrics:
         for ms, ns, ls in _blocks(n, m, length, chunk, max_markers):
             x = logits[ns, ms, ls]
             y = target[ns, ms, ls]
-            keep = None if mask is None else mask[ns, ms, ls]
+            dr = None if drop is None else drop[ns, ms, ls]
             if x.device != dev:
                 x, y = x.to(dev), y.to(dev)
-                keep = None if keep is None else keep.to(dev)
-            self._add_block(x, y, keep, ms.start, on_cpu)
+                dr = None if dr is None else dr.to(dev)
+            self._add_block(x, y, dr, ms.start, on_cpu)
 
     def _check_batch(self, logits, target, mask):
+        """Validate; return (N, M, L) logits and target, and the (N, M, L) drop mask or None."""
         if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
             raise RegtracksError("update: logits must be a float tensor")
         if logits.dim() not in (2, 3):
@@ -373,7 +383,8 @@ class StreamingMetrics:
                     f"update: mask shape {tuple(mask.shape)} does not fit (N, M) logits"
                 )
             try:
-                mask = mask.expand(logits.shape)
+                # invert before expanding: the small (N, 1, L) tensor, not the (N, M, L) view
+                mask = (~mask).expand(logits.shape)
             except RuntimeError:
                 raise RegtracksError(
                     f"update: mask shape {tuple(mask.shape)} does not broadcast to logits shape "
@@ -381,40 +392,47 @@ class StreamingMetrics:
                 ) from None
         return logits, target, mask
 
-    def _bin_index(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, mb, l) logits -> int32 bin in [0, n_bins - 1]; NaN -> n_bins."""
-        s = self.logit_scale
-        x = x.to(torch.float32).contiguous()  # strided marker blocks: copy once, cheaply
-        t = torch.div(x, x.abs().mul_(1.0 / s).add_(1.0))  # in (-s, s), monotone
-        t.add_(s).mul_(self.n_bins / (2.0 * s)).clamp_(0.0, self.n_bins - 0.5)
-        t.nan_to_num_(nan=float(self.n_bins))
-        return t.to(torch.int32)
-
-    def _add_block(self, x, y, keep, m0: int, on_cpu: bool) -> None:
-        mb = x.shape[1]
-        row, nb1 = self._row, self.n_bins + 1
+    def _add_block(self, x, y, drop, m0: int, on_cpu: bool) -> None:
+        """Count one (n, mb, l) block of markers ``m0 .. m0 + mb - 1``."""
+        shape, numel, mb = x.shape, x.numel(), x.shape[1]
+        row, nb = self._row, self.n_bins
         if self._offsets is None:
-            self._offsets = torch.arange(
-                0, self.n_markers * row, row, dtype=torch.int32, device=self.device
-            )
-        idx = self._bin_index(x)
-        idx += self._offsets[:mb].view(1, mb, 1)
-        idx.add_((y != 0).to(torch.int32).mul_(nb1))
+            self._offsets = torch.arange(0, self.n_markers * row, row, dtype=torch.int32)
+            self._offsets = self._offsets.to(self.device)
+            self._half_t = torch.tensor(self._half, dtype=torch.float32, device=self.device)
+        if x.dtype != torch.float32:
+            x = x.float()
+        if on_cpu:  # reuse two buffers: no allocation (and no page faults) per block
+            if self._ws is None or self._ws[0].numel() < numel:
+                self._ws = (torch.empty(numel), torch.empty(numel, dtype=torch.int32))
+            d = self._ws[0][:numel].view(shape)
+            idx = self._ws[1][:numel].view(shape)
+        else:
+            d = torch.empty(shape, dtype=torch.float32, device=self.device)
+            idx = torch.empty(shape, dtype=torch.int32, device=self.device)
+        # bin = floor(h * (1 + x / (s + |x|))): monotone, the whole real line onto [0, nb - 1]
+        torch.abs(x, out=d).add_(self.logit_scale)
+        torch.div(x, d, out=d)  # r in [-1, 1] (ratio first: h * x may overflow)
+        torch.add(self._half_t, d, alpha=self._half, out=d)
+        d.nan_to_num_(nan=float(nb))  # NaN (and +-inf, via inf / inf) -> the NaN slot
+        idx.copy_(d)  # truncation = floor on [0, nb]
+        idx.add_(self._offsets[:mb].view(1, mb, 1))
+        idx.add_(y if y.dtype == torch.bool else y != 0, alpha=nb + 1)
         span = mb * row
         total = self.n_markers * row  # the masked slot of the global counts
-        if on_cpu and idx.numel() >= span:
-            if keep is not None:
-                idx = torch.where(keep, idx, span)
-            cnt = torch.bincount(idx.reshape(-1), minlength=span + 1)
+        if on_cpu and numel >= span:
+            if drop is not None:
+                idx.masked_fill_(drop, span)
+            cnt = torch.bincount(idx.view(-1), minlength=span + 1)
             self._counts[m0 * row : m0 * row + span] += cnt[:span]
             self._counts[total] += cnt[span]
         else:
-            idx += m0 * row
-            if keep is not None:
-                idx = torch.where(keep, idx, total)
-            flat = idx.reshape(-1)
-            ones = torch.ones(1, dtype=torch.int64, device=self.device).expand(flat.numel())
-            self._counts.index_add_(0, flat, ones)
+            if m0:
+                idx.add_(m0 * row)
+            if drop is not None:
+                idx.masked_fill_(drop, total)
+            ones = torch.ones(1, dtype=torch.int64, device=self.device).expand(numel)
+            self._counts.index_add_(0, idx.view(-1), ones)
 
     # ---------------------------------------------------------------- compute
     def _numpy_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -434,28 +452,34 @@ class StreamingMetrics:
             ``(M,)`` arrays; NaN where a metric is undefined (see the module docstring).
         """
         neg, pos, n_nan, n_masked = self._numpy_counts()
-        # highest scores first
-        pos_d = pos[:, ::-1].astype(np.float64)
-        neg_d = neg[:, ::-1].astype(np.float64)
-        tp = np.cumsum(pos_d, axis=1)
-        fp = np.cumsum(neg_d, axis=1)
-        n_pos = tp[:, -1]
-        n_neg = fp[:, -1]
+        m = self.n_markers
+        n_pos = pos.sum(axis=1).astype(np.float64)
+        n_neg = neg.sum(axis=1).astype(np.float64)
+        ap_sum = np.empty(m)
+        roc_sum = np.empty(m)
+        step = 64  # markers at a time: cache-sized temporaries
+        for m0 in range(0, m, step):
+            # highest scores first; float64 (products of counts overflow int64)
+            p = pos[m0 : m0 + step, ::-1].astype(np.float64)
+            q = neg[m0 : m0 + step, ::-1].astype(np.float64)
+            tp = np.cumsum(p, axis=1)
+            pp = tp + np.cumsum(q, axis=1)  # predicted positive at each bin's lower edge
+            np.divide(tp, pp, out=pp, where=pp > 0)  # precision (pp > 0 where p > 0)
+            # AP: sum of (R_k - R_{k-1}) P_k, with R_k - R_{k-1} = p_k / P
+            ap_sum[m0 : m0 + step] = np.einsum("ij,ij->i", p, pp)
+            # ROC: trapezoids of width q_k / N between TPR (tp_k - p_k) / P and tp_k / P
+            tp *= 2.0
+            tp -= p
+            roc_sum[m0 : m0 + step] = np.einsum("ij,ij->i", q, tp)
+        total = n_pos + n_neg
         with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-            ap = (pos_d * precision).sum(axis=1) / n_pos
-            # trapezoids between consecutive (FPR, TPR) points: width neg_k / N, heights
-            # (tp_{k-1} + tp_k) / P averaged
-            roc = (neg_d * (2.0 * tp - pos_d)).sum(axis=1) / (2.0 * n_pos * n_neg)
-            total = n_pos + n_neg
-            rate = n_pos / total
-        ap = np.where(n_pos > 0, ap, np.nan)
-        roc = np.where((n_pos > 0) & (n_neg > 0), roc, np.nan)
-        rate = np.where(total > 0, rate, np.nan)
+            ap = np.where(n_pos > 0, ap_sum / n_pos, np.nan)
+            roc = np.where((n_pos > 0) & (n_neg > 0), roc_sum / (2.0 * n_pos * n_neg), np.nan)
+            rate = np.where(total > 0, n_pos / total, np.nan)
         return MetricsResult(
-            pr_auc=np.asarray(ap, dtype=np.float64),
-            roc_auc=np.asarray(roc, dtype=np.float64),
-            positive_rate=np.asarray(rate, dtype=np.float64),
+            pr_auc=ap,
+            roc_auc=roc,
+            positive_rate=rate,
             n_positive=n_pos.astype(np.int64),
             n_total=total.astype(np.int64),
             n_nan=n_nan.astype(np.int64),

@@ -132,7 +132,7 @@ class MetricsDefaults:
         ``(-logit_scale, logit_scale)``: bins are ``2 * logit_scale / n_bins`` wide in logits
         near 0 (0.0039 at the defaults) and widen as ``(1 + |x| / logit_scale) ** 2`` (0.016 at
         ``|x| = 16``, 0.035 at 32). Nothing is clipped. The AP error against exact
-        scikit-learn shrinks as ``1 / n_bins``; at 8192 it stayed below 4e-4 on every synthetic
+        scikit-learn shrinks as ``1 / n_bins``; at 8192 it stayed below 5e-4 on every synthetic
         distribution tried (see BENCHMARKS.md). Memory: ``n_markers * 2 * (n_bins + 1)`` int64
         (120 MB for 919 markers).
     logit_scale : float

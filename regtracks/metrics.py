@@ -17,12 +17,14 @@ device). Nothing else is kept, so a split of billions of (position, marker) scor
 
     compute() -> MetricsResult   (M,) arrays: pr_auc, roc_auc, positive_rate, n_positive, ...
 
-Binning: a logit ``x`` goes to the bin ``floor((t + s) * n_bins / (2 s))`` of
-``t = x / (1 + |x| / s)`` (``s = logit_scale``, default 16), a monotone map of the whole real
-line onto ``(-s, s)``: bins are ``2 s / n_bins`` logits wide at 0 and widen smoothly to the
-extremes, where sigmoid saturates; nothing is clipped. (Bins uniform in probability fail for
-confident models: every logit above ~7 lands in the top bin.) NaN logits are counted in a
-separate slot per marker and class (``n_nan``) and left out of every metric.
+Binning: a logit ``x`` goes to bin ``floor(n_bins / 2 * (1 + x / (s + |x|)))``
+(``s = logit_scale``, default 16), a monotone map of the whole real line onto the bins: they
+are ``2 s / n_bins`` logits wide at 0 (0.004 at the defaults) and widen smoothly towards the
+extremes, where a sigmoid saturates (4x at ``|x| = s``); nothing is clipped.
+:meth:`StreamingMetrics.bin_edges` gives the edges in logits. (Bins uniform in probability fail
+for confident models, every logit above ~7 sharing the top bin; bins uniform in logits over a
+clipped range fail for logits beyond it.) NaN and infinite logits are counted in a separate slot
+per marker and class (``n_nan``) and left out of every metric.
 
 Metrics from the histograms treat each bin as one group of tied scores, exactly as scikit-learn
 treats tied scores:
@@ -32,10 +34,12 @@ treats tied scores:
 * ROC-AUC = trapezoid rule over the (FPR, TPR) points of the same thresholds (tied scores earn
   half credit, as in :func:`sklearn.metrics.roc_auc_score`).
 
-Scores that share a bin but differ are ranked as ties; the difference to scikit-learn on the
-exact scores shrinks as ``1 / n_bins`` (below 4e-4 at 8192 bins on the distributions tested,
-see BENCHMARKS.md). Scores that are exactly tied (discrete scores, bf16 logits) fall in one
-bin and agree with scikit-learn to rounding as long as distinct values land in distinct bins.
+Scores that share a bin but differ are ranked as ties, which costs AP a little (a tie group
+counts every positive at the group's final precision): the difference to scikit-learn on the
+exact scores shrinks as ``1 / n_bins`` and stayed below 5e-4 at 8192 bins on every
+distribution tested (BENCHMARKS.md); ROC-AUC is closer still. Scores that are exactly tied
+(discrete scores, bf16 logits) agree with scikit-learn to rounding as long as distinct values
+land in distinct bins.
 
 A marker without positives has NaN AP and ROC-AUC; one without negatives has NaN ROC-AUC (and
 AP 1); :func:`category_means` leaves NaN out of the means.
@@ -75,7 +79,7 @@ class MetricsResult:
     n_positive, n_total : int64
         Positive and evaluated (unmasked, non-NaN) scores.
     n_nan : int64
-        NaN logits seen (left out of every metric).
+        NaN or infinite logits seen (left out of every metric).
     n_masked : int
         Scores left out by the mask (all markers together).
     """
@@ -337,7 +341,9 @@ class StreamingMetrics:
         # On the CPU a block of a few markers is counted with bincount into a small array (fast,
         # cache-resident); where blocks hold too few scores for that (sequence task), and on
         # accelerators, scores are added straight into the counts (atomics on the GPU; no sync).
-        max_markers = max(1, chunk // (4 * self._row)) if on_cpu else m
+        max_markers = m
+        if on_cpu and n * length >= self._row:
+            max_markers = max(1, chunk // (4 * self._row))
         for ms, ns, ls in _blocks(n, m, length, chunk, max_markers):
             x = logits[ns, ms, ls]
             y = target[ns, ms, ls]

@@ -189,14 +189,16 @@ def test_markers_without_positives_or_negatives():
     assert np.isnan(empty.pr_auc).all() and np.isnan(empty.positive_rate).all()
 
 
-def test_nan_logits_left_out():
+def test_nan_and_infinite_logits_left_out():
     x, y = _scores("overlapping", (2, 2, 5_000), 0.2, seed=9)
     x[0, 0, :100] = np.nan
+    x[1, 1, :7] = np.inf
+    x[1, 1, 7:10] = -np.inf
     sm = StreamingMetrics(2)
     sm.update(torch.from_numpy(x), torch.from_numpy(y))
     res = sm.compute()
-    assert res.n_nan.tolist() == [100, 0]
-    keep = ~np.isnan(x)
+    assert res.n_nan.tolist() == [100, 10]
+    keep = np.isfinite(x)
     _check(res, _sklearn(np.nan_to_num(x), y, keep))
 
 

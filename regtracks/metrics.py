@@ -202,6 +202,10 @@ class StreamingMetrics:
         # per marker: [neg bins 0..B-1, neg NaN, pos bins 0..B-1, pos NaN]; then 1 masked slot
         self._row = 2 * (self.n_bins + 1)
         size = self.n_markers * self._row + 1
+        if size >= 2**31:  # slots are addressed with int32
+            raise RegtracksError(
+                f"{self.n_markers} markers x {self.n_bins} bins is too many: lower n_bins"
+            )
         self._follow = device is None
         self._counts = torch.zeros(size, dtype=torch.int64, device=device or "cpu")
         # bin = floor(half * (1 + r)), r = x / (s + |x|) in [-1, 1]; half a hair below
@@ -282,10 +286,12 @@ class StreamingMetrics:
         return self
 
     def all_reduce(self, group=None) -> StreamingMetrics:
-        """Sum the counts over the ranks of ``group`` (every rank must call it).
+        """Sum the counts over the ranks of ``group``; returns ``self``.
 
-        A no-op when :mod:`torch.distributed` is not initialised. With the NCCL backend the
-        counts travel through the current CUDA device if they live on the CPU.
+        Every rank must call it, once, after its last :meth:`update`; afterwards each rank
+        holds the counts of all (a second call would count everything again). A no-op when
+        :mod:`torch.distributed` is not initialised. With the NCCL backend the counts travel
+        through the current CUDA device if they live on the CPU.
         """
         import torch.distributed as dist
 
@@ -323,7 +329,8 @@ class StreamingMetrics:
         Notes
         -----
         Runs on the device of the counts (which follows the first batch when no ``device``
-        was given); a batch on another device is moved there. Never synchronises with the GPU.
+        was given); a batch on another device is moved there. Does not synchronise with the
+        GPU (except under ``torch.use_deterministic_algorithms(True)``).
         """
         logits, target, drop = self._check_batch(logits, target, mask)
         if self._follow:
@@ -334,6 +341,8 @@ class StreamingMetrics:
             self._follow = False
         dev = self.device
         n, m, length = logits.shape
+        if n * length == 0:
+            return
         on_cpu = dev.type == "cpu"
         chunk = self.chunk or (
             DEFAULT_METRICS.cpu_chunk if on_cpu else DEFAULT_METRICS.device_chunk
@@ -437,6 +446,11 @@ class StreamingMetrics:
                 idx.add_(m0 * row)
             if drop is not None:
                 idx.masked_fill_(drop, total)
+            if not on_cpu and torch.are_deterministic_algorithms_enabled():
+                # index_add_ on CUDA refuses deterministic mode; bincount (no weights) is
+                # deterministic, at the cost of a host sync
+                self._counts += torch.bincount(idx.view(-1), minlength=self._counts.numel())
+                return
             ones = torch.ones(1, dtype=torch.int64, device=self.device).expand(numel)
             self._counts.index_add_(0, idx.view(-1), ones)
 

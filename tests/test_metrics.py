@@ -263,6 +263,8 @@ def test_bad_input():
         StreamingMetrics(3, n_bins=1)
     with pytest.raises(RegtracksError, match="out of range"):
         sm.pr_curve(3)
+    sm.update(torch.zeros(0, 3, 10), torch.zeros(0, 3, 10))  # an empty batch is fine
+    assert int(sm.counts.sum()) == 0
 
 
 def test_all_reduce_without_distributed_is_a_noop():
@@ -322,4 +324,11 @@ def test_cuda_counts_equal_cpu():
     assert gpu_f32.device.type == "cuda"
     # float32 binning may differ at a bin edge between CPU and GPU arithmetic: a few scores
     assert (gpu_f32.counts.cpu() - cpu.counts).abs().sum() <= 10
+    torch.use_deterministic_algorithms(True)
+    try:
+        det = StreamingMetrics(5, device="cuda")
+        det.update(xc, yc, kc)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(det.counts, gpu_f32.counts)
     _check(gpu.compute(), _sklearn(xc.bfloat16().double().cpu().numpy(), y, keep[:, None, :]))

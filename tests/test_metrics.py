@@ -127,6 +127,27 @@ def test_many_updates_equal_one():
     np.testing.assert_array_equal(one.compute().pr_auc, small.compute().pr_auc)
 
 
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_accelerator_code_path_on_cpu(deterministic):
+    # the branch CUDA takes (fresh buffers, index_add_ or bincount into all counts), run here
+    x, y = _scores("skewed", (2, 3, 3_000), 0.05, seed=15)
+    keep = np.random.default_rng(15).random((2, 3_000)) < 0.8
+    ref = StreamingMetrics(3)
+    ref.update(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(keep))
+    acc = StreamingMetrics(3)
+    xt, yt, drop = acc._check_batch(
+        torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(keep)
+    )
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        acc._add_block(xt[:, :2], yt[:, :2], drop[:, :2], 0, on_cpu=False)
+        acc._add_block(xt[:, 2:], yt[:, 2:], drop[:, 2:], 2, on_cpu=False)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert torch.equal(acc._counts, ref._counts)
+
+
 def test_mask_dense():
     x, y = _scores("overlapping", (3, 4, 10_000), 0.1, seed=5)
     keep = np.random.default_rng(5).random((3, 10_000)) < 0.6  # (N, L): True = counts

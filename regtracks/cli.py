@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from regtracks import __version__
-from regtracks.config import DEFAULT_DATA, DEFAULT_SERVE, DEFAULT_SIM, DEFAULT_TRAIN
+from regtracks.config import DEFAULT_DATA, DEFAULT_SCAN, DEFAULT_SERVE, DEFAULT_SIM, DEFAULT_TRAIN
 
 app = typer.Typer(
     name="regtracks",
@@ -620,6 +620,122 @@ def _print_report(report: dict) -> None:
     if len(report["markers"]) > 50:
         t.caption = f"first 50 of {len(report['markers'])} markers; all in report.md"
     con.print(t)
+
+
+# --- predict -----------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint) of a dense-task model.")],
+    chrom: Annotated[
+        list[str],
+        typer.Option("--chrom", "-c", help="Chromosome to predict (repeatable), or 'all'."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Hub folder: tracks/*.bw, manifest.json, hub files.")
+    ],
+    genome: Annotated[
+        Path | None,
+        typer.Option(
+            "--genome", "-g", help="Genome FASTA (default: the one recorded in the checkpoint)."
+        ),
+    ] = None,
+    markers: Annotated[
+        str | None, typer.Option("--markers", help="Comma-separated marker names (default: all).")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Only this category: TFBS, Histone or DNase.")
+    ] = None,
+    bin_size: Annotated[
+        int, typer.Option("--bin-size", help="Track resolution in bp (1 allowed).")
+    ] = DEFAULT_SCAN.bin_size,
+    window_len: Annotated[
+        int | None,
+        typer.Option(
+            "--window-len", help="Model input length (default: from the receptive field)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Windows per forward pass.")
+    ] = DEFAULT_SCAN.batch_size,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16.")
+    ] = DEFAULT_TRAIN.precision,
+    rc_average: Annotated[
+        bool, typer.Option("--rc-average", help="Average with the reverse-complement prediction.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Keep tracks already complete from this checkpoint.")
+    ] = False,
+    writers: Annotated[
+        int | None, typer.Option("--writers", help="bigWig writer processes (0: in this process).")
+    ] = None,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best or last.")] = "best",
+    genome_name: Annotated[
+        str | None,
+        typer.Option(
+            "--genome-name",
+            help="UCSC assembly (hg19, hg38, mm10, ...): plain hub instead of an assembly hub.",
+        ),
+    ] = None,
+    one_file: Annotated[
+        bool | None,
+        typer.Option("--one-file/--multi-file", help="Write a single-file (useOneFile on) hub."),
+    ] = None,
+    no_hub: Annotated[
+        bool, typer.Option("--no-hub", help="Write tracks and manifest.json only.")
+    ] = False,
+):
+    """Scan whole chromosomes into one bigWig per marker, plus a UCSC / IGV hub."""
+    from regtracks.predict import predict as run_predict
+
+    opts = {}
+    if genome_name is not None:
+        opts["genome_name"] = genome_name
+    if one_file is not None:
+        opts["one_file"] = one_file
+    with _progress("predicting") as update:
+        res = run_predict(
+            run,
+            out,
+            chroms=chrom,
+            genome=genome,
+            markers=list(_csv(markers) or []) or None,
+            category=category,
+            bin_size=bin_size,
+            window_len=window_len,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            rc_average=rc_average,
+            resume=resume,
+            which=checkpoint,
+            n_procs=writers,
+            build=not no_hub,
+            hub_options=opts,
+            progress=lambda d, t, c: update(d // 1000, t // 1000, f"{c} (kbp)"),
+        )
+    if res.skipped:
+        _info(f"kept {len(res.skipped)} complete track(s) from an earlier run (--resume)")
+    if res.tracks:
+        rate = res.bases / max(res.total_seconds, 1e-9)
+        _info(
+            f"wrote {len(res.tracks)} track(s) over {len(res.chroms)} chromosome(s) "
+            f"({res.bases:,} bp, {rate / 1e3:,.0f} kbp/s) at {bin_size} bp to {Path(out) / 'tracks'}"
+        )
+    if not res.exact:
+        _info(
+            "[yellow]note:[/yellow] this model sees the whole window (no finite receptive field): "
+            "stitched windows approximate one long input"
+        )
+    if res.hub is not None:
+        _hub_hint(Path(out))
+
+
+def _hub_hint(hub: Path) -> None:
+    _info(f"hub: {hub / 'hub.txt'}; IGV desktop: File > Open Session > {hub / 'igv_session.xml'}")
+    _info(f"browse it: regtracks serve {hub}   (then open the igv.html URL it prints)")
 
 
 # --- models ---

@@ -304,3 +304,25 @@ class MetricsDefaults:
 
 
 DEFAULT_METRICS = MetricsDefaults()
+
+
+@dataclass(frozen=True)
+class ScanDefaults:
+    """Whole-chromosome prediction (``regtracks predict``).
+
+    Attributes
+    ----------
+    bin_size : int
+        Track resolution (bp); 128 keeps a 919-marker genome's tracks to tens of GB.
+    batch_size : int
+        Windows per forward pass.
+    min_gap : int
+        Runs of N at least this long are assembly gaps: no data in the tracks.
+    """
+
+    bin_size: int = 128
+    batch_size: int = 4
+    min_gap: int = 100
+
+
+DEFAULT_SCAN = ScanDefaults()

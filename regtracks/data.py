@@ -19,7 +19,7 @@ from regtracks.labels import IntervalIndex
 from regtracks.markers import MarkerIntervals, MarkerSet, read_bed_intervals
 from regtracks.windows import Samples, dense_windows, sequence_samples
 
-__all__ = ["TaskData", "prepare", "summarize"]
+__all__ = ["TaskData", "prepare", "summarize", "positive_fraction"]
 
 
 @dataclass
@@ -92,16 +92,26 @@ def prepare(
     )
 
 
-def _positive_fraction(td: TaskData) -> np.ndarray:
-    """Per marker: fraction of labelled positions (dense) or samples (sequence) positive."""
+def positive_fraction(td: TaskData, split: str | None = None) -> np.ndarray:
+    """Per marker: fraction of labelled positions (dense) or samples (sequence) that are
+    positive, over the kept windows of ``split`` (``None``: every split).
+
+    Returns
+    -------
+    (M,) float64
+    """
     s = td.samples
     M = td.n_markers
+    ids = s.indices(split)
     if td.task == "sequence":
-        counts = np.bincount(s.label_markers, minlength=M)
-        return counts / max(len(s), 1)
+        rows = [s.label_markers[s.label_indptr[i] : s.label_indptr[i + 1]] for i in ids]
+        flat = np.concatenate(rows) if rows else np.zeros(0, np.int32)
+        return np.bincount(flat, minlength=M) / max(ids.size, 1)
+    keep = np.zeros(len(s), dtype=bool)
+    keep[ids] = True
     covered = np.zeros(M, dtype=np.int64)
     for ci, chrom in enumerate(s.chroms):
-        sel = s.chrom_idx == ci
+        sel = (s.chrom_idx == ci) & keep
         if not sel.any():
             continue
         ws = s.start[sel]
@@ -110,7 +120,7 @@ def _positive_fraction(td: TaskData) -> np.ndarray:
             ms, me = td.index.marker_intervals(m, chrom)
             if ms.size:
                 covered[m] += int(covered_bp(ms, me, ws, we).sum())
-    return covered / max(len(s) * s.length, 1)
+    return covered / max(ids.size * s.length, 1)
 
 
 def summarize(td: TaskData) -> dict:
@@ -128,7 +138,7 @@ def summarize(td: TaskData) -> dict:
     for k, name in enumerate(SPLITS):
         idx = np.unique(s.chrom_idx[s.split == k])
         chroms_by_split[name] = [s.chroms[i] for i in idx]
-    pf = _positive_fraction(td)
+    pf = positive_fraction(td)
     mi = td.intervals
     return {
         "task": td.task,

@@ -217,6 +217,42 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
+def init_output_bias(model: nn.Module, rates) -> bool:
+    """Set the output layer's bias to the logits of the markers' positive rates.
+
+    With 1 % positives a zero bias predicts 50 %, and Adam needs thousands of steps to walk the
+    bias down before anything else is learnt; starting from the prior (as RetinaNet does) makes
+    the first steps learn sequence instead. Uses ``model.init_output_bias(logits)`` when the
+    model defines it, else the last ``Linear``/``Conv1d`` with ``M`` outputs and a bias.
+
+    Returns
+    -------
+    bool
+        Whether a layer was found.
+    """
+    import numpy as np
+
+    p = np.clip(np.asarray(rates, dtype=np.float64), 1e-6, 1 - 1e-6)
+    logits = torch.tensor(np.log(p / (1 - p)), dtype=torch.float32)
+    if hasattr(model, "init_output_bias"):
+        model.init_output_bias(logits)
+        return True
+    last = None
+    for mod in model.modules():
+        n_out = getattr(mod, "out_features", None) or getattr(mod, "out_channels", None)
+        if (
+            isinstance(mod, nn.Linear | nn.Conv1d)
+            and n_out == logits.numel()
+            and mod.bias is not None
+        ):
+            last = mod
+    if last is None:
+        return False
+    with torch.no_grad():
+        last.bias.copy_(logits.to(last.bias))
+    return True
+
+
 def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     if resume:
         if not (out / "last.pt").is_file():
@@ -365,6 +401,10 @@ def train(
     model = get_model(cfg.model, n_markers=M, **cfg.hparams)
     if getattr(model, "task", cfg.task) != cfg.task:
         raise RegtracksError(f"model {cfg.model!r} is for the {model.task} task, not {cfg.task}")
+    if ck is None:
+        from regtracks.data import positive_fraction
+
+        init_output_bias(model, positive_fraction(td, "train"))
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": None, "best_step": None, "bad": 0}
@@ -454,7 +494,7 @@ def train(
         if len(valid_ds) == 0:
             return None
         model.eval()
-        res = evaluate_loader(
+        res, _ = evaluate_loader(
             model,
             valid_loader,
             n_markers=M,
@@ -464,11 +504,9 @@ def train(
             distributed=dist.world > 1,
         )
         model.train()
-        pr = [float(x) for x in res["pr_auc"]]
-        roc = [float(x) for x in res["roc_auc"]]
         return {
-            "pr_auc": _category_means(pr, categories),
-            "roc_auc": _category_means(roc, categories),
+            "pr_auc": _category_means(res.pr_auc, categories),
+            "roc_auc": _category_means(res.roc_auc, categories),
         }
 
     steps_per_epoch = sampler.batches_per_epoch

@@ -117,3 +117,63 @@ def device(request):
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA not available")
     return torch.device(request.param)
+
+
+@pytest.fixture(scope="session")
+def sim_small(tmp_path_factory):
+    """A small synthetic genome (4 x 60 kb, 4 markers, no gaps) for training tests."""
+    from dataclasses import replace
+
+    from regtracks.config import DEFAULT_SIM
+    from regtracks.simulate import simulate
+
+    out = tmp_path_factory.mktemp("sim_small")
+    cfg = replace(
+        DEFAULT_SIM, n_chroms=4, chrom_len=60_000, n_markers=4, site_density=150, n_gaps_per_chrom=0
+    )
+    simulate(out, cfg)
+    return out
+
+
+TINY_DILATED = ["f1=8", "f2=8", "f3=8", "d_hidden=8"]
+
+
+def train_args(sim, out, *extra, model="dilated", hparams=TINY_DILATED):
+    """Command-line arguments of a fast CPU training run on ``sim_small``."""
+    args = [
+        "train",
+        "--genome",
+        str(sim / "genome.fa"),
+        "--markers",
+        str(sim / "markers.tsv"),
+        "--out",
+        str(out),
+        "--model",
+        model,
+        "--window-len",
+        "2000",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ]
+    for h in hparams:
+        args += ["--hparam", h]
+    return args + list(extra)
+
+
+@pytest.fixture(scope="session")
+def trained_run(sim_small, tmp_path_factory):
+    """A tiny dilated model trained for 3 steps on ``sim_small`` (weights are what they are)."""
+    from typer.testing import CliRunner
+
+    from regtracks.cli import app
+
+    out = tmp_path_factory.mktemp("run") / "dilated"
+    r = CliRunner().invoke(app, train_args(sim_small, out, "--max-steps", "3"))
+    assert r.exit_code == 0, r.output
+    return out

@@ -1,0 +1,227 @@
+"""Training, checkpoints, resume, Ctrl-C, NaN, DDP and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from regtracks.cli import app
+from regtracks.models import register_model
+from tests.conftest import train_args
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def one_line_error(r, *needles):
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("error:"), r.stderr
+    assert "Traceback" not in r.output
+    for n in needles:
+        assert n in lines[-1], lines[-1]
+
+
+def test_train_then_evaluate(sim_small, tmp_path):
+    out = tmp_path / "run"
+    r = run(*train_args(sim_small, out, "--max-steps", "4", "--eval-every", "2"))
+    assert r.exit_code == 0, r.output
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    ck = torch.load(out / "best.pt", weights_only=True)
+    assert ck["format"] == "regtracks-checkpoint/1" and ck["task"] == "dense"
+    assert ck["model"]["name"] == "dilated" and ck["model"]["hparams"]["f1"] == 8
+    assert ck["model"]["receptive_field"] > 0 and ck["model"]["stride"] == 10
+    assert [m["category"] for m in ck["markers"]] == ["TFBS", "TFBS", "Histone", "DNase"]
+    assert all(os.path.isabs(m["path"]) for m in ck["markers"])
+    assert (
+        ck["genome"]["chrom_sizes"][0] == ["chr1", 60_000] and len(ck["genome"]["sizes_hash"]) == 16
+    )
+    assert ck["data"]["window_len"] == 2000 and ck["split"]["mode"] == "chrom"
+    assert (
+        "state" not in ck and "optimizer" in torch.load(out / "last.pt", weights_only=True)["state"]
+    )
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["event"] == "valid"] == [2, 4]
+    assert all(x["bp_per_s"] > 0 for x in lines if x["event"] == "train")
+    r = run("evaluate", str(out), "--split", "test", "--json", "--workers", "0")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["split"] == "test"
+    assert set(rep["categories"]) == {"TFBS", "Histone", "DNase"}
+    assert all({"pr_auc", "roc_auc"} <= set(v) for v in rep["categories"].values())
+    assert [m["name"] for m in rep["markers"]] == [m["name"] for m in ck["markers"]]
+    for m in rep["markers"]:
+        assert {"name", "category", "pr_auc", "roc_auc", "positive_rate"} <= set(m)
+        assert 0 < m["positive_rate"] < 1 and 0 <= m["pr_auc"] <= 1
+    assert (out / "evaluate" / "test" / "report.md").is_file()
+    assert list((out / "evaluate" / "test").glob("pr_*.png"))
+
+
+def _state(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_resume_is_bit_identical(sim_small, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ("--eval-every", "3", "--max-eval-batches", "1")
+    assert run(*train_args(sim_small, a, "--max-steps", "7", *common)).exit_code == 0
+    assert run(*train_args(sim_small, b, "--max-steps", "3", *common)).exit_code == 0
+    mid = _state(b / "last.pt")
+    assert mid["state"]["step"] == 3
+    r = run(*train_args(sim_small, b, "--max-steps", "7", "--resume", *common))
+    assert r.exit_code == 0, r.output
+    sa, sb = _state(a / "last.pt"), _state(b / "last.pt")
+    assert sa["state"]["step"] == sb["state"]["step"] == 7
+    for k, v in sa["state_dict"].items():
+        assert torch.equal(v, sb["state_dict"][k]), k
+    oa, ob = sa["state"]["optimizer"]["state"], sb["state"]["optimizer"]["state"]
+    for k in oa:
+        assert torch.equal(oa[k]["exp_avg"], ob[k]["exp_avg"])
+    steps = [json.loads(x)["step"] for x in (b / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def test_bad_input_leaves_runs_alone(sim_small, tmp_path):
+    out = tmp_path / "run"
+    assert run(*train_args(sim_small, out, "--max-steps", "2")).exit_code == 0
+    before = (out / "last.pt").stat().st_mtime_ns
+    one_line_error(run(*train_args(sim_small, out, "--max-steps", "2")), "already holds a run")
+    one_line_error(
+        run(*train_args(sim_small, out, "--resume", model="cnn1", hparams=[])),
+        "--resume",
+        "dilated",
+    )
+    one_line_error(run(*train_args(sim_small, out, "--resume", hparams=["f1=16"])), "f1=16")
+    one_line_error(run(*train_args(sim_small, tmp_path / "x", hparams=["nope=1"])), "nope")
+    one_line_error(run(*train_args(sim_small, tmp_path / "y", "--device", "cuda")), "CUDA")
+    one_line_error(run(*train_args(sim_small, tmp_path / "z", "--resume")), "nothing to resume")
+    # another marker table
+    other = tmp_path / "markers.tsv"
+    lines = (sim_small / "markers.tsv").read_text().splitlines()
+    other.write_text("\n".join(lines[:-1]).replace("peaks/", f"{sim_small}/peaks/") + "\n")
+    args = train_args(sim_small, out, "--resume")
+    args[args.index("--markers") + 1] = str(other)
+    one_line_error(run(*args), "marker table")
+    assert (out / "last.pt").stat().st_mtime_ns == before
+    # evaluate: not a run, another genome
+    one_line_error(run("evaluate", str(tmp_path / "nothing")), "no such run")
+    (tmp_path / "empty").mkdir()
+    one_line_error(run("evaluate", str(tmp_path / "empty")), "not a regtracks run")
+    from tests.conftest import write_fasta
+
+    fa = write_fasta(tmp_path / "other.fa", {"chr1": "ACGT" * 15_000, "chr2": "ACGT" * 100})
+    one_line_error(
+        run("evaluate", str(out), "--genome", str(fa), "--workers", "0"), "does not match", "chr2"
+    )
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    one_line_error(run("evaluate", str(bad)), "bad.pt")
+
+
+@register_model("nan_after_3", task="dense", layers=1, kind="test")
+def _nan_model(*, n_markers: int):
+    class NanAfter(torch.nn.Module):
+        receptive_field = 1
+        stride = 1
+        task = "dense"
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Conv1d(4, n_markers, 1)
+            self.calls = 0
+
+        def forward(self, x):
+            if self.training:
+                self.calls += 1
+            y = self.w(x)
+            return y * float("nan") if self.calls > 3 else y
+
+    return NanAfter()
+
+
+def test_nan_loss_stops_and_keeps_last_good(sim_small, tmp_path):
+    out = tmp_path / "run"
+    from regtracks.config import DEFAULT_TRAIN, DataConfig
+    from regtracks.train import train
+
+    cfg = DEFAULT_TRAIN.__class__(
+        model="nan_after_3",
+        max_steps=20,
+        batch_size=2,
+        workers=0,
+        log_every=1,
+        checkpoint_every=2,
+        eval_every=0,
+    )
+    with pytest.raises(ValueError, match="loss became nan near step 4"):
+        train(
+            sim_small / "genome.fa",
+            sim_small / "markers.tsv",
+            out,
+            cfg,
+            data_cfg=DataConfig(window_len=2000),
+        )
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["state"]["step"] == 2
+    assert all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "regtracks", *args]
+
+
+def test_ctrl_c_saves_and_resumes(sim_small, tmp_path):
+    out = tmp_path / "run"
+    args = train_args(sim_small, out, "--max-steps", "400", "--eval-every", "0")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    metrics = out / "metrics.jsonl"
+    t0 = time.time()
+    while not (metrics.exists() and metrics.read_text().strip()) and time.time() - t0 < 120:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"--resume" in err
+    step = torch.load(out / "last.pt", weights_only=True)["state"]["step"]
+    assert 10 <= step < 400
+    r = run(*train_args(sim_small, out, "--max-steps", str(step + 2), "--resume"))
+    assert r.exit_code == 0, r.output
+    assert torch.load(out / "last.pt", weights_only=True)["state"]["step"] == step + 2
+
+
+def test_torchrun_ddp_two_processes(sim_small, tmp_path):
+    out = tmp_path / "ddp"
+    args = train_args(sim_small, out, "--max-steps", "3", "--eval-every", "3")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "regtracks",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["state"]["step"] == 3
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [x for x in lines if x["event"] == "valid"]
+    assert len(valid) == 1  # rank 0 alone writes
+    train = [x for x in lines if x["event"] == "train"]
+    assert train and train[-1]["step"] == 3

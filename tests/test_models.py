@@ -25,6 +25,7 @@ from regtracks.models import (
     ModelContractError,
     check_model,
     coerce_hparams,
+    count_params,
     get_model,
     list_models,
     loss_outputs,
@@ -452,3 +453,16 @@ def test_example_plugin_installs_and_trains(tmp_path):
     assert out["rf"] == 9
     assert out["moved"] and out["loss"] > 0
     assert "RuntimeWarning" not in res.stderr
+
+
+def test_dilated_residual_option():
+    plain = get_model("dilated", n_markers=919)
+    res = get_model("dilated", n_markers=919, residual=True)
+    # 1x1 projections where channels change: 128 -> 240 and 240 -> 50
+    assert count_params(res) - count_params(plain) == (128 * 240 + 240) + (240 * 50 + 50)
+    tiny = get_model("dilated", n_markers=2, residual=True, **TINY_DENSE).eval()
+    assert tiny.receptive_field == 10_810 and tiny.stride == 10
+    check = check_model(tiny)
+    assert check.empirical_receptive_field <= 10_810
+    with pytest.raises(ValueError, match="residual"):
+        get_model("dilated", n_markers=2, residual="yes")

@@ -276,7 +276,7 @@ def check_hparams(model: str, **values) -> None:
         elif key == "bn_momentum":
             ok = isinstance(value, (int, float)) and 0.0 < value <= 1.0
             want = "a number in (0, 1] (1 - the paper's batch norm decay)"
-        elif key == "batch_norm":
+        elif key in ("batch_norm", "residual"):
             ok = isinstance(value, bool)
             want = "true or false"
         else:

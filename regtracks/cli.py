@@ -738,6 +738,145 @@ def _hub_hint(hub: Path) -> None:
     _info(f"browse it: regtracks serve {hub}   (then open the igv.html URL it prints)")
 
 
+# --- benchmark ---------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def benchmark(
+    genome: GenomeOpt,
+    markers: MarkersOpt,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Benchmark folder (runs/, table.md, table.json).")
+    ],
+    task: TaskOpt = "dense",
+    models: Annotated[
+        str, typer.Option("--models", help="'all' or comma-separated model names.")
+    ] = "all",
+    grid: Annotated[
+        str,
+        typer.Option(
+            "--grid", help="none, small or paper (Tables 3/4): keep the best on validation."
+        ),
+    ] = "none",
+    hparam: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hparam",
+            help="[model:]key=value, fixed for that model (or every model that has key).",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option(help="Passes over the training windows per model.")
+    ] = DEFAULT_TRAIN.epochs,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", help="Steps per model (0: no limit).")
+    ] = DEFAULT_TRAIN.max_steps,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Windows per step.")
+    ] = DEFAULT_TRAIN.batch_size,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Adam learning rate (unless the grid sets it).")
+    ] = DEFAULT_TRAIN.lr,
+    patience: Annotated[
+        int, typer.Option(help="Early stopping patience (validations).")
+    ] = DEFAULT_TRAIN.patience,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", help="Validate every N steps (0: each epoch).")
+    ] = DEFAULT_TRAIN.eval_every,
+    max_eval_batches: Annotated[
+        int,
+        typer.Option(
+            "--max-eval-batches", help="Validate on at most N batches during training (0: all)."
+        ),
+    ] = DEFAULT_TRAIN.max_eval_batches,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16.")
+    ] = DEFAULT_TRAIN.precision,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes.")
+    ] = DEFAULT_TRAIN.workers,
+    seed: SeedOpt = DEFAULT_TRAIN.seed,
+    window_len: WindowLenOpt = DEFAULT_DATA.window_len,
+    max_n: MaxNOpt = DEFAULT_DATA.max_n,
+    exclude: ExcludeOpt = None,
+    split: SplitOpt = DEFAULT_DATA.split,
+    valid_chroms: ValidChromsOpt = None,
+    test_chroms: TestChromsOpt = None,
+    chroms: ChromsOpt = None,
+):
+    """Train and evaluate every model of a task: the paper's Table 1 / Table 2."""
+    from dataclasses import replace
+
+    from regtracks.benchmark import benchmark as run_bench
+
+    per_model: dict[str, dict] = {}
+    for item in hparam or []:
+        key = item.split("=", 1)[0]
+        target, kv = item.split(":", 1) if ":" in key else ("*", item)
+        per_model.setdefault(target, {}).update(_hparams([kv]))
+
+    data_cfg = data_config(
+        window_len=window_len,
+        max_n=max_n,
+        split=split,
+        valid_chroms=valid_chroms,
+        test_chroms=test_chroms,
+        chroms=chroms,
+        seed=seed,
+    )
+    cfg = replace(
+        DEFAULT_TRAIN,
+        task=task,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        eval_every=eval_every,
+        max_eval_batches=max_eval_batches,
+        device=device,
+        precision=precision,
+        workers=workers,
+        seed=seed,
+    )
+    names = None if models == "all" else list(_csv(models) or [])
+
+    class View(_TrainView):
+        """Training progress, one bar per configuration."""
+
+        def __call__(self, ev):
+            kind = ev["event"]
+            if kind == "model":
+                self.bar.console.print(
+                    f"[bold]{ev['model']}[/bold]: {ev['configs']} configuration(s)"
+                )
+            elif kind in ("skip", "config"):
+                done = ": finished earlier, kept" if kind == "skip" else ""
+                self.bar.console.print(f"  {ev['run']}{done}")
+            else:
+                if kind == "start" and self.task is not None:
+                    self.bar.remove_task(self.task)
+                    self.best = None
+                super().__call__(ev)
+
+    with View() as view:
+        res = run_bench(
+            genome,
+            markers,
+            out,
+            task=task,
+            models=names,
+            grid=grid,
+            train_cfg=cfg,
+            data_cfg=data_cfg,
+            hparams=per_model,
+            exclude=exclude,
+            progress=view,
+        )
+    typer.echo(res.table_md.read_text())
+    _info(f"tables: {res.table_md}, {res.table_json}")
+
+
 # --- models ---
 def _models_defaults():
     from regtracks.config import DEFAULT_MODELS

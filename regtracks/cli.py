@@ -343,7 +343,7 @@ class _TrainView:
         )
 
         self.bar = Progress(
-            TextColumn("[bold]train"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
@@ -875,6 +875,69 @@ def benchmark(
         )
     typer.echo(res.table_md.read_text())
     _info(f"tables: {res.table_md}, {res.table_json}")
+
+
+# --- demo --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Demo folder (sim/, run/, hub/).")
+    ] = Path("demo"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Training steps (default: a few minutes on 2 CPU cores)."),
+    ] = None,
+    igv_js: Annotated[
+        Path | None, typer.Option("--igv-js", help="Local igv.min.js for an offline igv.html.")
+    ] = None,
+):
+    """The whole pipeline on the built-in synthetic genome: simulate, train the dilated model,
+    evaluate, predict every chromosome, write a UCSC / IGV hub."""
+    from dataclasses import replace
+
+    from regtracks.config import DEFAULT_DEMO
+    from regtracks.demo import demo as run_demo
+
+    cfg = DEFAULT_DEMO if steps is None else replace(DEFAULT_DEMO, max_steps=steps)
+    names = {
+        "simulate": "1/4 simulate",
+        "train": "2/4 train",
+        "evaluate": "3/4 evaluate",
+        "predict": "4/4 predict",
+    }
+
+    class View(_TrainView):
+        def __call__(self, ev):
+            kind = ev["event"]
+            if kind == "stage":
+                kept = " (done earlier, kept)" if ev.get("kept") else ""
+                self.bar.console.print(f"[bold]{names[ev['stage']]}[/bold] -> {ev['path']}{kept}")
+                if ev["stage"] == "predict":
+                    self.task_p = self.bar.add_task("predict", total=None, info="")
+            elif kind == "predict":
+                self.bar.update(
+                    self.task_p,
+                    completed=ev["done"] // 1000,
+                    total=ev["total"] // 1000,
+                    info=f"{ev['chrom']} (kbp)",
+                )
+            else:
+                super().__call__(ev)
+
+    with View() as view:
+        view.task_p = None
+        res = run_demo(out, cfg, device=device, igv_js=igv_js, progress=view)
+    cats = res.report["categories"]
+    line = ", ".join(
+        f"{c} {v['pr_auc']:.3f} (chance {v['mean_positive_rate']:.3f})"
+        for c, v in cats.items()
+        if v.get("pr_auc") is not None
+    )
+    _info(f"test PR-AUC by category: {line}")
+    _info(f"report: {res.run / 'evaluate' / 'test' / 'report.md'}")
+    _hub_hint(res.hub)
 
 
 # --- models ---

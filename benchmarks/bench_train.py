@@ -1,0 +1,132 @@
+"""Training throughput of the dilated model with 919 markers: bp/s and how busy the device is.
+
+Runs the real training loop (:func:`regtracks.train.train`: DataLoader workers, labels built on
+the device, bf16 autocast on CUDA) on a synthetic genome with ``--markers`` markers and reports
+
+* training throughput in bp/s (from ``metrics.jsonl``, first interval excluded as warm-up);
+* the fraction of wall time the loop waited for the data pipeline (``data_wait``);
+* on CUDA, the GPU utilisation sampled every 50 ms (``torch.cuda.utilization``, needs pynvml)
+  during the timed steps;
+* the time one epoch of a paper-size training set would take (75,000 windows of 25 kb).
+
+    python benchmarks/bench_train.py --device cuda --batch 16 --workers 8 --steps 200
+    python benchmarks/bench_train.py --device cpu --batch 2 --steps 6        # CPU sandbox
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--markers", type=int, default=919)
+    ap.add_argument("--chroms", type=int, default=4)
+    ap.add_argument("--chrom-len", type=int, default=5_000_000)
+    ap.add_argument("--window-len", type=int, default=25_000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--log-every", type=int, default=5)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--data", type=Path, help="reuse a simulated folder")
+    args = ap.parse_args()
+
+    import torch
+
+    from regtracks.config import DEFAULT_DATA, DEFAULT_SIM, DEFAULT_TRAIN
+    from regtracks.simulate import simulate
+    from regtracks.train import train
+
+    tmp = tempfile.TemporaryDirectory()
+    data = args.data
+    if data is None:
+        data = Path(tmp.name) / "sim"
+        cfg = replace(
+            DEFAULT_SIM, n_chroms=args.chroms, chrom_len=args.chrom_len, n_markers=args.markers
+        )
+        simulate(data, cfg)
+    dev = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    dev = "cpu" if dev == "auto" else dev
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(f"GPU: {gpu}")
+    cfg = replace(
+        DEFAULT_TRAIN,
+        model="dilated",
+        batch_size=args.batch,
+        workers=args.workers,
+        max_steps=args.steps,
+        epochs=0,
+        eval_every=10**9,
+        checkpoint_every=0,
+        log_every=args.log_every,
+        device=dev,
+        precision=args.precision,
+        patience=0,
+    )
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                samples.append(torch.cuda.utilization())
+            except Exception:  # no pynvml: fall back to the loop's own measure
+                return
+            time.sleep(0.05)
+
+    run = Path(tmp.name) / "run"
+    started = {}
+
+    def progress(ev):
+        if ev["event"] == "train" and "t" not in started and dev == "cuda":
+            started["t"] = time.perf_counter()
+            threading.Thread(target=sample, daemon=True).start()
+
+    t0 = time.perf_counter()
+    train(
+        data / "genome.fa",
+        data / "markers.tsv",
+        run,
+        cfg,
+        data_cfg=replace(DEFAULT_DATA, window_len=args.window_len, split="random"),
+        progress=progress,
+    )
+    stop.set()
+    wall = time.perf_counter() - t0
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if r["event"] == "train"][1:]  # first interval: warm-up
+    if not steps:
+        raise SystemExit("too few steps to time: raise --steps")
+    bps = sum(r["bp_per_s"] for r in steps) / len(steps)
+    wait = sum(r["data_wait"] for r in steps) / len(steps)
+    print(
+        f"dilated, {args.markers} markers, window {args.window_len:,} bp, batch {args.batch}, "
+        f"{args.workers} workers, device {dev} ({args.precision}); "
+        f"{args.steps} steps in {wall:.0f} s"
+    )
+    print(f"training throughput: {bps / 1e3:,.1f} kbp/s ({bps / args.window_len:,.2f} windows/s)")
+    print(f"data wait: {100 * wait:.1f} % of the loop's time")
+    if samples:
+        busy = sum(samples) / len(samples)
+        print(f"GPU busy (utilisation sampled every 50 ms): {busy:.0f} %")
+    else:
+        print(f"device busy (1 - data wait): {100 * (1 - wait):.0f} %")
+    epoch = 75_000 * 25_000 / bps
+    print(
+        f"one paper-size epoch (75,000 x 25 kb windows): {epoch:,.0f} s (goal on one H100: <= 60 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

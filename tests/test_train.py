@@ -127,7 +127,6 @@ def test_bad_input_leaves_runs_alone(sim_small, tmp_path):
     one_line_error(run("evaluate", str(bad)), "bad.pt")
 
 
-@register_model("nan_after_3", task="dense", layers=1, kind="test")
 def _nan_model(*, n_markers: int):
     class NanAfter(torch.nn.Module):
         receptive_field = 1
@@ -148,7 +147,11 @@ def _nan_model(*, n_markers: int):
     return NanAfter()
 
 
-def test_nan_loss_stops_and_keeps_last_good(sim_small, tmp_path):
+def test_nan_loss_stops_and_keeps_last_good(sim_small, tmp_path, monkeypatch):
+    from regtracks.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # leave no trace
+    register_model("nan_after_3", task="dense", layers=1, kind="test")(_nan_model)
     out = tmp_path / "run"
     from regtracks.config import DEFAULT_TRAIN, DataConfig
     from regtracks.train import train

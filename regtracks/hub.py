@@ -45,7 +45,6 @@ import json
 import os
 import re
 import shutil
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape as html_escape
@@ -56,6 +55,7 @@ from xml.sax.saxutils import quoteattr
 
 from regtracks._util import RegtracksError, atomic_path, natural_key, write_text_atomic
 from regtracks.config import CATEGORIES, CATEGORY_COLORS, DEFAULT_HUB, HubDefaults
+from regtracks.twobit import read_2bit_sizes  # re-exported: hub checks read 2bit headers
 
 __all__ = [
     "MANIFEST_NAME",
@@ -73,7 +73,6 @@ MANIFEST_FORMAT = "regtracks-manifest/1"
 KINDS = ("prediction", "saliency")
 SALIENCY_COMPOSITE = "Saliency"
 IGV_JS_NAME = "igv.min.js"
-_TWOBIT_MAGIC = 0x1A412743
 _SYMBOL = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _COLOR = re.compile(r"^\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*$")
 
@@ -263,52 +262,6 @@ def update_manifest(hub_dir: str | os.PathLike, genome_info: dict, tracks: Seque
 # =============================================================================================
 # 2bit
 # =============================================================================================
-def read_2bit_sizes(path: str | os.PathLike) -> list[tuple[str, int]]:
-    """Sequence names and lengths of a UCSC ``.2bit`` file, in file order.
-
-    Reads the header and index only (versions 0 and 1, either byte order).
-
-    Raises
-    ------
-    RegtracksError
-        Not a 2bit file, or a truncated one.
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-            if len(head) < 16:
-                raise RegtracksError(f"{path}: not a 2bit file (too short)")
-            for order in "<>":
-                if struct.unpack(order + "I", head[:4])[0] == _TWOBIT_MAGIC:
-                    break
-            else:
-                raise RegtracksError(f"{path}: not a 2bit file (bad signature)")
-            version, count, _ = struct.unpack(order + "III", head[4:])
-            if version not in (0, 1):
-                raise RegtracksError(f"{path}: 2bit version {version} is unknown")
-            off_fmt = order + ("Q" if version == 1 else "I")
-            off_len = struct.calcsize(off_fmt)
-            index = []
-            for _ in range(count):
-                n = fh.read(1)
-                name = fh.read(n[0]) if n else b""
-                off = fh.read(off_len)
-                if not n or len(name) != n[0] or len(off) != off_len:
-                    raise RegtracksError(f"{path}: truncated 2bit index")
-                index.append((name.decode("ascii", "replace"), struct.unpack(off_fmt, off)[0]))
-            sizes = []
-            for name, off in index:
-                fh.seek(off)
-                raw = fh.read(4)
-                if len(raw) != 4:
-                    raise RegtracksError(f"{path}: truncated 2bit record of {name}")
-                sizes.append((name, struct.unpack(order + "I", raw)[0]))
-            return sizes
-    except OSError as exc:
-        raise RegtracksError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
 def _default_write_2bit(fasta: Path, out: Path) -> None:
     """Write ``fasta`` as a 2bit file with :func:`regtracks.twobit.write_2bit`."""
     try:

@@ -560,7 +560,7 @@ def test_check_bad_2bit_and_missing_hub(good_hub, tmp_path):
     code, lines = _check_cli(good_hub)
     assert code == 1 and lines == [
         f"genomes.txt:{line_of(good_hub / 'genomes.txt', 'twoBitPath')}: genome toy: "
-        "not a 2bit file (bad signature)"
+        "not a .2bit file (bad signature)"
     ]
     code, lines = _check_cli(tmp_path / "empty")
     assert code == 1 and lines == [f"{tmp_path / 'empty' / 'hub.txt'}: hub file not found"]

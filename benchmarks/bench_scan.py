@@ -41,15 +41,10 @@ def make_genome(path: Path, length: int, seed: int = 0) -> None:
     for _ in range(max(1, length // 10_000_000)):  # a 50 kb gap per 10 Mbp
         s = int(rng.integers(0, max(1, length - 50_000)))
         seq[s : s + 50_000] = ord("N")
+    from regtracks.genome import write_fasta_record
+
     with open(path, "wb") as fh:
-        fh.write(b">chr1\n")
-        full = (length // 60) * 60
-        lines = np.empty((length // 60, 61), dtype=np.uint8)
-        lines[:, :60] = seq[:full].reshape(-1, 60)
-        lines[:, 60] = 10
-        fh.write(lines.tobytes())
-        if length > full:
-            fh.write(seq[full:].tobytes() + b"\n")
+        write_fasta_record(fh, "chr1", seq)
 
 
 def make_checkpoint(path: Path, genome_path: Path, n_markers: int, hparams: dict) -> None:

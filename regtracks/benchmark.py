@@ -185,6 +185,18 @@ def benchmark(
     td = prepare(genome, markers, task=task, cfg=data_cfg, exclude=exclude)
     rules = {m.name: r for m in td.markers if (r := _rule_of(m.description))}
     rows = []
+
+    def evaluate_on(run_dir: Path, split: str) -> dict:
+        return evaluate(
+            run_dir,
+            split=split,
+            genome=td.genome,
+            device=train_cfg.device,
+            precision=train_cfg.precision,
+            batch_size=train_cfg.batch_size,
+            workers=train_cfg.workers,
+        )
+
     for name in models:
         fixed = {k: v for k, v in hparams.get("*", {}).items() if k in model_hparams(name)}
         fixed = coerce_hparams(name, {**fixed, **hparams.get(name, {})})
@@ -220,15 +232,7 @@ def benchmark(
                 )
                 if res.status == "interrupted":
                     raise KeyboardInterrupt
-                valid = evaluate(
-                    run_dir,
-                    split="valid",
-                    genome=td.genome,
-                    device=train_cfg.device,
-                    precision=train_cfg.precision,
-                    batch_size=train_cfg.batch_size,
-                    workers=train_cfg.workers,
-                )
+                valid = evaluate_on(run_dir, "valid")
                 rec = {
                     "config": conf,
                     "hparams": hp,
@@ -242,15 +246,7 @@ def benchmark(
             if best is None or (score is not None and (best[0] is None or score > best[0])):
                 best = (score, run_dir, rec)
         _, run_dir, rec = best
-        test = evaluate(
-            run_dir,
-            split="test",
-            genome=td.genome,
-            device=train_cfg.device,
-            precision=train_cfg.precision,
-            batch_size=train_cfg.batch_size,
-            workers=train_cfg.workers,
-        )
+        test = evaluate_on(run_dir, "test")
         info = model_info(name, n_markers=td.n_markers)
         import torch
 

@@ -19,7 +19,15 @@ import numpy as np
 
 from regtracks._util import RegtracksError
 
-__all__ = ["Genome", "encode", "one_hot", "reverse_complement", "decode", "CODE_ALPHABET"]
+__all__ = [
+    "Genome",
+    "encode",
+    "one_hot",
+    "reverse_complement",
+    "decode",
+    "write_fasta_record",
+    "CODE_ALPHABET",
+]
 
 CODE_ALPHABET = "NACGT"
 _LUT = np.zeros(256, dtype=np.uint8)
@@ -271,6 +279,28 @@ class Genome:
 
     def __repr__(self) -> str:
         return f"Genome({str(self.path)!r}, {len(self.chroms)} chroms, {self.total_len:,} bp)"
+
+
+def write_fasta_record(fh, name: str, text: np.ndarray, *, width: int = 60) -> None:
+    """Write one FASTA record to a binary file handle, ``width`` bases a line.
+
+    Parameters
+    ----------
+    fh : binary file
+    name : str
+        Sequence name (the ``>`` line).
+    text : (L,) uint8
+        ASCII sequence (``b"ACGTN"``, any case).
+    """
+    n = text.size
+    full = (n // width) * width
+    fh.write(f">{name}\n".encode())
+    lines = np.empty((n // width, width + 1), dtype=np.uint8)
+    lines[:, :width] = text[:full].reshape(-1, width)
+    lines[:, width] = 10
+    fh.write(lines.tobytes())
+    if n > full:
+        fh.write(text[full:].tobytes() + b"\n")
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

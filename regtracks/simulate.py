@@ -40,6 +40,7 @@ import numpy as np
 
 from regtracks._util import RegtracksError, atomic_path, write_text_atomic
 from regtracks.config import CATEGORY_COLORS, DEFAULT_SIM, SimConfig
+from regtracks.genome import write_fasta_record
 
 __all__ = ["simulate", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
 
@@ -384,15 +385,7 @@ def simulate(
                 np.add.at(cover, me, -1)
                 lower = np.cumsum(cover[:-1]) > 0
                 text[lower] |= 0x20
-                # -- FASTA, 60 bases a line
-                fa.write(f">{chrom}\n".encode())
-                full = (L // 60) * 60
-                lines = np.empty((L // 60, 61), dtype=np.uint8)
-                lines[:, :60] = text[:full].reshape(-1, 60)
-                lines[:, 60] = 10
-                fa.write(lines.tobytes())
-                if L > full:
-                    fa.write(text[full:].tobytes() + b"\n")
+                write_fasta_record(fa, chrom, text)
                 # -- truth
                 strand_ch = np.where(strands, "-", "+")
                 truth.write(

@@ -893,8 +893,11 @@ def demo(
         Path | None, typer.Option("--igv-js", help="Local igv.min.js for an offline igv.html.")
     ] = None,
 ):
-    """The whole pipeline on the built-in synthetic genome: simulate, train the dilated model,
-    evaluate, predict every chromosome, write a UCSC / IGV hub."""
+    """Simulate, train, evaluate, predict and write a hub: the whole pipeline, in minutes.
+
+    Runs on the built-in synthetic genome: DIR/sim (genome), DIR/run (the dilated model and
+    its test report), DIR/hub (tracks, UCSC hub, IGV session, igv.html).
+    """
     from dataclasses import replace
 
     from regtracks.config import DEFAULT_DEMO

@@ -87,6 +87,10 @@ def _progress(description: str, *, unit: str = ""):
         TimeRemainingColumn,
     )
 
+    console = _stderr()
+    if not console.is_terminal:  # logs and pipes: no bar, no stray blank line
+        yield lambda done, total, label="": None
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -94,7 +98,7 @@ def _progress(description: str, *, unit: str = ""):
         TextColumn("{task.fields[label]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=_stderr(),
+        console=console,
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=None, label="")

@@ -98,6 +98,24 @@ def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
     return s[first], run_end[last]
 
 
+def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(starts[i], starts[i] + counts[i])`` for every ``i`` (vectorised).
+
+    Parameters
+    ----------
+    starts, counts : (K,) int arrays
+        ``counts >= 0``.
+
+    Returns
+    -------
+    (counts.sum(),) int64
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + offsets
+
+
 def covered_bp(
     starts: np.ndarray, ends: np.ndarray, q_start: np.ndarray, q_end: np.ndarray
 ) -> np.ndarray:

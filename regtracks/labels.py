@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from regtracks._util import covered_bp
+from regtracks._util import covered_bp, expand_ranges
 
 __all__ = ["IntervalIndex", "dense_labels_torch", "bin_positives"]
 
@@ -156,9 +156,7 @@ def bin_positives(
         cnt = np.maximum(b1 - b0 + 1, 0)
         if cnt.sum() == 0:
             continue
-        # every bin touched by an interval: b0[i] .. b1[i]
-        offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        cand = np.unique(np.repeat(b0, cnt) + offs)
+        cand = np.unique(expand_ranges(b0, cnt))  # every bin touched: b0[i] .. b1[i]
         ov = covered_bp(s, e, cand * bin_size, cand * bin_size + bin_size)
         hit = cand[ov >= need]
         all_b.append(hit)

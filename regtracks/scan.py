@@ -115,15 +115,14 @@ def gap_mask(genome, chrom: str, *, min_gap: int = 100) -> tuple[np.ndarray, np.
     return s[keep], e[keep]
 
 
-def _bins_in_gaps(gs: np.ndarray, ge: np.ndarray, b0: int, nb: int, bin_size: int, size: int):
-    """Bool ``(nb,)``: bin lies wholly inside one gap (gaps are disjoint and sorted)."""
-    bs = (b0 + np.arange(nb, dtype=np.int64)) * bin_size
-    be = np.minimum(bs + bin_size, size)
-    k = np.searchsorted(ge, bs, side="right")  # first gap ending after the bin start
-    k = np.minimum(k, max(len(gs) - 1, 0))
+def _inside_gap(gs: np.ndarray, ge: np.ndarray, starts, ends) -> np.ndarray:
+    """Bool: ``[starts[i], ends[i])`` lies wholly inside one gap (gaps disjoint and sorted)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
     if gs.size == 0:
-        return np.zeros(nb, dtype=bool)
-    return (gs[k] <= bs) & (ge[k] >= be)
+        return np.zeros(starts.shape, dtype=bool)
+    k = np.minimum(np.searchsorted(ge, starts, side="right"), gs.size - 1)  # first gap ending after
+    return (gs[k] <= starts) & (ge[k] >= ends)
 
 
 def _predict(model, x: torch.Tensor, idx: torch.Tensor, amp, rc_average: bool) -> torch.Tensor:
@@ -200,12 +199,9 @@ def scan_chromosome(
 
     def run(batch_starts: list[int]) -> Iterator[tuple[int, np.ndarray]]:
         # skip windows whose core is wholly in gaps
-        live = []
-        for c0 in batch_starts:
-            c1 = min(c0 + core, size)
-            k = np.searchsorted(ge, c0, side="right")
-            if not (k < gs.size and gs[k] <= c0 and ge[k] >= c1):
-                live.append(c0)
+        c0s = np.asarray(batch_starts, dtype=np.int64)
+        in_gap = _inside_gap(gs, ge, c0s, np.minimum(c0s + core, size))
+        live = [c0 for c0, skip in zip(batch_starts, in_gap.tolist(), strict=True) if not skip]
         out = {}
         if live:
             codes = np.stack(
@@ -229,7 +225,8 @@ def scan_chromosome(
         for c0 in batch_starts:
             nb = -(-(min(c0 + core, size) - c0) // bs)
             vals = out[c0][:, :nb].copy() if c0 in out else np.full((T, nb), np.nan, np.float32)
-            vals[:, _bins_in_gaps(gs, ge, c0 // bs, nb, bs, size)] = np.nan
+            b_start = c0 + bs * np.arange(nb, dtype=np.int64)
+            vals[:, _inside_gap(gs, ge, b_start, np.minimum(b_start + bs, size))] = np.nan
             yield c0, vals.astype(np.float32, copy=False)
 
     for c0 in cores:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from regtracks._util import RegtracksError, covered_bp, natural_key
+from regtracks._util import RegtracksError, covered_bp, expand_ranges, natural_key
 from regtracks.config import (
     DEFAULT_DATA,
     PAPER_TEST_CHROMS,
@@ -344,9 +344,7 @@ def sequence_samples(
         keep = ok_edge & ok_n & ok_x
         bins, cnt, seg_start, s = bins[keep], cnt[keep], seg_start[keep], s[keep]
         # gather this chromosome's label rows in sample order
-        take = np.repeat(seg_start, cnt) + (
-            np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        )
+        take = expand_ranges(seg_start, cnt)
         mk_parts.append(pm[take].astype(np.int32))
         indptr_parts.append(n_rows + np.cumsum(cnt))
         n_rows += int(cnt.sum())

@@ -195,6 +195,7 @@ def benchmark(
             precision=train_cfg.precision,
             batch_size=train_cfg.batch_size,
             workers=train_cfg.workers,
+            task_data=td,
         )
 
     for name in models:

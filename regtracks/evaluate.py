@@ -88,6 +88,7 @@ def evaluate(
     precision: str = "auto",
     batch_size: int = 8,
     workers: int = 2,
+    task_data=None,
     progress=None,
 ) -> dict:
     """Evaluate the run's checkpoint on ``split`` and write the report.
@@ -105,6 +106,9 @@ def evaluate(
         Report folder (default ``RUN/evaluate/<split>``).
     device, precision, batch_size, workers
         As for training.
+    task_data : TaskData, optional
+        The run's data already prepared (``benchmark`` passes it, so the peak files are not
+        read again for every evaluation); its markers and window length must be the run's.
     progress : callable, optional
         ``progress(done_batches, total_batches)``.
 
@@ -135,10 +139,19 @@ def evaluate(
     amp = autocast_dtype(precision, dev)
     g = ck.open_genome(genome)
     markers = ck.marker_set()
-    exclude = ck.raw.get("exclude")
-    if exclude and not Path(exclude).is_file():
-        raise RegtracksError(f"{exclude}: exclude BED recorded in {path.name} not found")
-    td = prepare(g, markers, task=ck.task, cfg=ck.data_config, exclude=exclude)
+    if task_data is not None:
+        td = task_data
+        if (td.task, td.markers.names, td.cfg.window_len) != (
+            ck.task,
+            markers.names,
+            ck.data_config.window_len,
+        ):
+            raise RegtracksError(f"the data passed to evaluate is not the data of {path.name}")
+    else:
+        exclude = ck.raw.get("exclude")
+        if exclude and not Path(exclude).is_file():
+            raise RegtracksError(f"{exclude}: exclude BED recorded in {path.name} not found")
+        td = prepare(g, markers, task=ck.task, cfg=ck.data_config, exclude=exclude)
     recorded = ck.raw.get("split", {})
     if recorded.get("mode") == "chrom" and recorded.get("chroms") != td.samples.split_info.chroms:
         raise RegtracksError(

@@ -466,3 +466,36 @@ def test_dilated_residual_option():
     assert check.empirical_receptive_field <= 10_810
     with pytest.raises(ValueError, match="residual"):
         get_model("dilated", n_markers=2, residual="yes")
+
+
+def _cells_seen(model, length: int, pos: int) -> torch.Tensor:
+    """Which 10 bp input cells change output ``pos`` (gradient of every marker's logit)."""
+    x = random_one_hot(1, length, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    model(x)[0, :, pos].sum().backward()
+    return x.grad.abs().sum(dim=1)[0].reshape(-1, 10).sum(dim=1) > 0
+
+
+def test_dilated_dilations_option():
+    # rates 1, 3, 9, 27, 81: cnn7's layers and channels exactly, only the rates differ
+    full = get_model("dilated", n_markers=919, dilations="1,3,9,27,81")
+    assert count_params(full) == count_params(get_model("cnn7", n_markers=919)) == 656_343
+    assert full.receptive_field == 10 * (1 + 9 * (1 + 3 + 9 + 27 + 81)) == 10_900
+    assert full.n_layers == 7 and get_model("dilated", n_markers=2).n_layers == 6
+    torch.manual_seed(0)
+    length, pos = 12_000, 6_005  # output in cell 600
+    paper = get_model("dilated", n_markers=2, **TINY_DENSE).eval()
+    seen = _cells_seen(paper, length, pos)
+    offsets = torch.nonzero(seen).flatten() - pos // 10
+    # gridding: the paper's stack reads one residue class of cells mod 3 (which one depends on
+    # the asymmetric 'SAME' padding), never two neighbouring cells; 361 cells of a 1,081 span
+    assert len(set((offsets % 3).tolist())) == 1 and seen.sum() == 1 + 9 * (1 + 3 + 9 + 27)
+    wider = {"f1": 32, "f2": 32, "f3": 32, "d_hidden": 16}  # 8 channels leave dead ReLU paths
+    dense = get_model("dilated", n_markers=2, dilations="1,3,9,27,81", **wider).eval()
+    seen = _cells_seen(dense, length, pos)
+    # every cell of the field: 1 + 9 * 121 = 1,090 consecutive cells around cell 600
+    first, last = torch.nonzero(seen).flatten()[[0, -1]].tolist()
+    assert last - first + 1 == 1_090 and seen[first : last + 1].all()
+    for bad in ("", "3,x", "0,3", "1,-3"):
+        with pytest.raises(RegtracksError, match="dilations"):
+            get_model("dilated", n_markers=2, dilations=bad)
+    assert coerce_hparams("dilated", {"dilations": "1,3,9"}) == {"dilations": "1,3,9"}

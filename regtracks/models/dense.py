@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regtracks._util import RegtracksError
 from regtracks.models.layers import (
     ConvBlock,
     DenseModel,
@@ -41,6 +42,22 @@ __all__ = ["BaseResolutionCNN", "StridedCNN", "IDCNN", "DenseBiLSTM"]
 
 DILATIONS = (3, 9, 27, 81)
 """Dilation rates of the dense ``dilated`` model after its stride-10 first layer."""
+
+
+def parse_dilations(model: str, text: str) -> tuple[int, ...]:
+    """``"1,3,9"`` -> ``(1, 3, 9)``; raises :class:`RegtracksError` unless positive integers."""
+    try:
+        rates = tuple(int(t) for t in str(text).split(","))
+    except ValueError:
+        rates = ()
+    if not rates or min(rates) < 1:
+        raise RegtracksError(
+            f"model {model}: hyperparameter dilations={text!r} must be comma-separated "
+            "integers >= 1, e.g. 1,3,9,27,81"
+        )
+    return rates
+
+
 IDCNN_DILATIONS = (3, 9, 27)
 """Dilation rates inside one ID-CNN block (the published ``ID_block``)."""
 
@@ -136,6 +153,8 @@ class StridedCNN(DenseModel):
         ``s * (1 + sum((k - 1) * d) + sum(pool_width - 1))``.
     stride : int
         ``s``.
+    n_layers : int
+        Convolutions counted as the paper's tables count them: strided, coarse, transposed.
     """
 
     def __init__(
@@ -171,6 +190,7 @@ class StridedCNN(DenseModel):
         self.head = PositionHead(f_up, d_hidden, n_markers, dropout=dropout)
         self.stride = stride
         self.receptive_field = stride * span
+        self.n_layers = len(layers) + 2  # strided conv, coarse layers, transposed conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 4, L)`` one-hot -> ``(N, M, L)`` logits."""
@@ -468,26 +488,38 @@ def dilated(
     bn_momentum: float = 0.1,
     batch_norm: bool = True,
     residual: bool = False,
+    dilations: str = "3,9,27,81",
 ) -> StridedCNN:
     """Stride-10 conv, dilated convs at rates 3, 9, 27, 81, transposed conv (10.8 kb field).
 
-    ``pool > 1`` adds stride-1 max pooling of that width after the first, second and fourth
-    convolutions (the published ``dilated_pooling`` variants, Figure 4's pooling option).
+    ``pool > 1`` adds stride-1 max pooling of that width after the first (strided) convolution
+    and after every other dilated one (the first and third: the published ``dilated_pooling``
+    variants, Figure 4's pooling option).
+
+    ``dilations`` (comma-separated) sets the rates of the coarse convolutions; the first has
+    ``f2`` channels, the others ``f3``. The default is the paper's published stack. With kernel
+    width 10 each of its rates is a multiple of 3, so an output reads one residue class of 10 bp
+    cells mod 3 ("gridding"): it never combines two adjacent cells, so a motif cut by a cell
+    border is seen in halves, and two thirds of the positions around a site cannot see it at
+    all. ``dilations=1,3,9,27,81`` (the paper's text: "dilations of 1, 3, 9, 27, and 81")
+    covers every cell of its 10.9 kb field and has exactly ``cnn7``'s layers, channels and
+    parameter count; the two models differ only in their rates (1, 1, 1, 1, 1 for ``cnn7``),
+    which makes it the controlled comparison of long against short context.
 
     ``residual=True`` (not in the paper) adds each dilated layer's input to its output, through
-    a 1x1 convolution where the channels change (+43,490 parameters at the defaults). With
-    kernel width 10 every dilation here is a multiple of 3, so each output reads one residue
-    class of coarse cells mod 3 ("gridding"), and one motif's signal is spread over the ~360
-    cells of the field: on the synthetic genome the paper's stack stays at chance for over
-    1,000 steps, while the residual one learns in 300-600 (see docs/models.md). The demo
-    trains it this way.
+    a 1x1 convolution where the channels change (+43,490 parameters at the defaults): a short
+    path past the long-range layers, as in ResNet and Basenji. On the synthetic genome the
+    paper's stack stays at chance for over 1,000 CPU steps, while the residual one learns in
+    300-600 (see docs/models.md). The demo and the benchmark in BENCHMARKS.md use
+    ``dilations=1,3,9,27,81, residual=True``.
     """
     check_hparams("dilated", stride=stride, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
                   d_hidden=d_hidden, pool=pool, dropout=dropout, bn_momentum=bn_momentum,
                   batch_norm=batch_norm, residual=residual)  # fmt: skip
-    chans = [f2, f3, f3, f3]
-    pools = [pool, 0, pool, 0]
-    layers = [(c, kernel_width, d, p) for c, d, p in zip(chans, DILATIONS, pools, strict=True)]
+    rates = parse_dilations("dilated", dilations)
+    chans = [f2] + [f3] * (len(rates) - 1)
+    pools = [pool if i % 2 == 0 else 0 for i in range(len(rates))]
+    layers = [(c, kernel_width, d, p) for c, d, p in zip(chans, rates, pools, strict=True)]
     return StridedCNN(
         n_markers, stride=stride, layers=layers, f1=f1, f_up=f3, pool_first=pool,
         d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm,

@@ -44,23 +44,27 @@ from regtracks.genome import write_fasta_record
 
 __all__ = ["simulate", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
 
+# Ordered by GC content, highest first: plan_markers gives the first motifs to the TFBS markers,
+# so the local and distal rules use the most distinctive motifs. In the 41 % GC background these
+# are learnt within a few hundred CPU steps by every model; AT-rich ones take thousands, and a
+# benchmark on this genome should measure the use of context, not the speed of motif discovery.
 MOTIFS: list[tuple[str, str]] = [
-    ("CTCF", "CCACCAGGGGGCGC"),
-    ("CEBPB", "ATTGCGCAAT"),
-    ("GATA1", "AGATAAGGA"),
-    ("FOXA1", "TGTTTACTTAG"),
     ("SP1", "GGGGCGGGGC"),
-    ("AP1", "ATGACTCATC"),
+    ("CTCF", "CCACCAGGGGGCGC"),
+    ("MAX", "GCCACGTGGC"),
     ("NRF1", "GCGCATGCGCA"),
     ("YY1", "AAGATGGCGGC"),
+    ("PAX5", "GCGTGACCAAG"),
     ("ELK1", "ACCGGAAGTG"),
-    ("REST", "TTCAGCACCATGGACAG"),
-    ("MAX", "GCCACGTGGC"),
     ("HNF4A", "GGGGTCAAAGGTCA"),
-    ("NFYA", "AGCCAATCAGA"),
+    ("REST", "TTCAGCACCATGGACAG"),
     ("TEAD4", "ACATTCCTGG"),
     ("RUNX1", "TGTGGTTTGC"),
-    ("PAX5", "GCGTGACCAAG"),
+    ("NFYA", "AGCCAATCAGA"),
+    ("CEBPB", "ATTGCGCAAT"),
+    ("AP1", "ATGACTCATC"),
+    ("GATA1", "AGATAAGGA"),
+    ("FOXA1", "TGTTTACTTAG"),
 ]
 HISTONES = ["H3K4me3", "H3K27ac", "H3K36me3", "H3K27me3", "H3K9me3", "H3K4me1", "H3K79me2",
             "H2AFZ", "H3K9ac", "H4K20me1"]  # fmt: skip
@@ -88,7 +92,7 @@ class MarkerRule:
         if self.rule == "distal":
             p = motif_names[self.partner]
             return (
-                f"distal: peak on {m[0]} sites only when a {p} site lies "
+                f"distal: peak on {m[0]} sites only when a site of {p} lies "
                 f"{cfg.distal_min / 1000:g}-{cfg.distal_max / 1000:g} kb away"
             )
         if self.rule == "broad":

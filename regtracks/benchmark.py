@@ -252,12 +252,13 @@ def benchmark(
         import torch
 
         with torch.device("meta"):
-            params = count_params(get_model(name, n_markers=td.n_markers, **rec["hparams"]))
+            built = get_model(name, n_markers=td.n_markers, **rec["hparams"])
+        params = count_params(built)
         valid_rep = json.loads((run_dir / "evaluate" / "valid" / "report.json").read_text())
         rows.append(
             {
                 "model": name,
-                "layers": info.layers,
+                "layers": getattr(built, "n_layers", info.layers),
                 "type": info.kind,
                 "params": params,
                 "paper_params": info.paper_params,

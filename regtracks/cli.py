@@ -18,7 +18,15 @@ from typing import Annotated
 import typer
 
 from regtracks import __version__
-from regtracks.config import DEFAULT_DATA, DEFAULT_SCAN, DEFAULT_SERVE, DEFAULT_SIM, DEFAULT_TRAIN
+from regtracks.config import (
+    DEFAULT_DATA,
+    DEFAULT_SALIENCY,
+    DEFAULT_SCAN,
+    DEFAULT_SERVE,
+    DEFAULT_SIM,
+    DEFAULT_TRAIN,
+    DEFAULT_VARIANTS,
+)
 
 app = typer.Typer(
     name="regtracks",
@@ -735,6 +743,152 @@ def predict(
         )
     if res.hub is not None:
         _hub_hint(Path(out))
+
+
+# --- saliency ----------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def saliency(
+    run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint) of a dense-task model.")],
+    region: Annotated[
+        str,
+        typer.Option(
+            "--region", "-r", help="chr1:1,000,001-1,100,000 (1-based, inclusive) or a chromosome."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Hub folder: tracks/sal_*.bw, manifest.json, hub.")
+    ],
+    marker: Annotated[
+        list[str] | None,
+        typer.Option("--marker", "-m", help="Marker to explain (repeatable; default: all)."),
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Only this category: TFBS, Histone or DNase.")
+    ] = None,
+    reduce: Annotated[
+        str,
+        typer.Option(
+            "--reduce", help="grad_x_input (gradient at the base present) or norm (paper Fig. 2)."
+        ),
+    ] = "grad_x_input",
+    genome: Annotated[
+        Path | None,
+        typer.Option(
+            "--genome", "-g", help="Genome FASTA (default: the one recorded in the checkpoint)."
+        ),
+    ] = None,
+    bin_size: Annotated[
+        int, typer.Option("--bin-size", help="Track resolution in bp (mean per bin).")
+    ] = DEFAULT_SALIENCY.bin_size,
+    window_len: Annotated[
+        int | None,
+        typer.Option(
+            "--window-len", help="Model input length (default: from the receptive field)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Windows per forward and backward pass.")
+    ] = DEFAULT_SALIENCY.batch_size,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or auto.")] = "fp32",
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best or last.")] = "best",
+    no_hub: Annotated[
+        bool, typer.Option("--no-hub", help="Write tracks and manifest.json only.")
+    ] = False,
+):
+    """Gradient saliency of markers over a region (the paper's Figure 2) as bigWig tracks."""
+    from regtracks.saliency import saliency as run_saliency
+
+    with _progress("saliency") as update:
+        res = run_saliency(
+            run,
+            out,
+            region=region,
+            genome=genome,
+            markers=[n for m in marker or [] for n in (_csv(m) or ())] or None,
+            category=category,
+            reduce=reduce,
+            bin_size=bin_size,
+            window_len=window_len,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            which=checkpoint,
+            build=not no_hub,
+            progress=lambda d, t, c: update(d // 1000, max(t // 1000, 1), f"{c} (kbp)"),
+        )
+    s, e = res.span
+    _info(
+        f"wrote {len(res.tracks)} saliency track(s) for {res.chrom}:{res.start + 1:,}-{res.end:,} "
+        f"(tracks cover {res.chrom}:{s + 1:,}-{e:,}, {res.seconds:.1f} s) to {Path(out) / 'tracks'}"
+    )
+    if not res.exact:
+        _info(
+            "[yellow]note:[/yellow] this model sees the whole window (no finite receptive field): "
+            "stitched gradients approximate one long input"
+        )
+    if res.hub is not None:
+        _hub_hint(Path(out))
+
+
+# --- variants ----------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+def variants(
+    run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint) of a dense-task model.")],
+    vcf: Annotated[Path, typer.Option("--vcf", help="VCF (plain or gzip); REF must match.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="TSV: one row per allele and marker (see the docs)."),
+    ],
+    marker: Annotated[
+        list[str] | None,
+        typer.Option("--marker", "-m", help="Marker to score (repeatable; default: all)."),
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Only this category: TFBS, Histone or DNase.")
+    ] = None,
+    radius: Annotated[
+        int, typer.Option("--radius", help="Bases scored on each side of a variant.")
+    ] = DEFAULT_VARIANTS.radius,
+    genome: Annotated[
+        Path | None,
+        typer.Option(
+            "--genome", "-g", help="Genome FASTA (default: the one recorded in the checkpoint)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Variants per forward pass.")
+    ] = DEFAULT_VARIANTS.batch_size,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DEFAULT_TRAIN.device,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16.")
+    ] = DEFAULT_TRAIN.precision,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best or last.")] = "best",
+):
+    """Score variants: each marker's predicted probability around REF and ALT, and the change."""
+    from regtracks.variants import score_variants
+
+    with _progress("scoring") as update:
+        res = score_variants(
+            run,
+            vcf,
+            out,
+            genome=genome,
+            markers=[n for m in marker or [] for n in (_csv(m) or ())] or None,
+            category=category,
+            radius=radius,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            which=checkpoint,
+            progress=update,
+        )
+    note = f"; skipped {res.skipped} symbolic allele(s)" if res.skipped else ""
+    _info(
+        f"scored {res.variants:,} allele(s) ({res.rows:,} rows, {res.seconds:.1f} s) to {out}{note}"
+    )
 
 
 def _hub_hint(hub: Path) -> None:

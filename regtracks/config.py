@@ -329,6 +329,47 @@ DEFAULT_SCAN = ScanDefaults()
 
 
 @dataclass(frozen=True)
+class SaliencyDefaults:
+    """Gradient saliency (``regtracks saliency``).
+
+    Attributes
+    ----------
+    bin_size : int
+        Track resolution (bp); 1 = every base (a motif's bases are visible).
+    batch_size : int
+        Windows per forward and backward pass.
+    chunk : int
+        Bases processed at a time (bounds memory for whole chromosomes).
+    """
+
+    bin_size: int = 1
+    batch_size: int = 2
+    chunk: int = 1_000_000
+
+
+DEFAULT_SALIENCY = SaliencyDefaults()
+
+
+@dataclass(frozen=True)
+class VariantDefaults:
+    """Variant effect scores (``regtracks variants``).
+
+    Attributes
+    ----------
+    radius : int
+        Bases scored on each side of a variant (about a TF peak's half width).
+    batch_size : int
+        Variants per forward pass (each runs its reference and alternative window).
+    """
+
+    radius: int = 100
+    batch_size: int = 8
+
+
+DEFAULT_VARIANTS = VariantDefaults()
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """``regtracks demo``: the whole pipeline on the synthetic genome, on a laptop in minutes.
 

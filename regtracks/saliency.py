@@ -1,0 +1,379 @@
+"""Gradient saliency at chromosome scale: which bases move a marker's predictions in a region.
+
+The paper's Figure 2 backpropagates from a marker's outputs to the one-hot input and plots the
+norm of the gradient at every input base: the model's effective receptive field. This module
+does it for any region, a whole chromosome included, and writes one bigWig per marker.
+
+For marker ``t`` and region ``[start, end)`` the objective is the sum of the marker's logits
+over the region, ``S = sum_{p in region} logit_t(p)``, of the model run on the whole chromosome.
+Its gradient with respect to the one-hot input, ``G[b, c] = dS / dx[c, b]`` (4 values per
+base), is reduced per base to
+
+* ``grad_x_input`` (default): ``G[b, ref(b)]``, the gradient at the base present (zero at N):
+  positive where the base raises the marker's predictions;
+* ``norm``: ``||G[b, :]||_2``, the paper's "norm of the error to the inputs".
+
+Exactness: ``S`` is a sum, so its gradient is the sum of the gradients of the sums over the
+kept cores of the scanning windows (:func:`regtracks.scan.plan_scan`). With margins covering
+the receptive field, each window computes its core's logits exactly as the whole chromosome
+would, so the stitched gradient equals the one-long-input gradient (tested against one long
+input and against a linear model's weights by hand). Bases within one receptive field outside
+the region are influenced too; the tracks cover ``[start - margin, end + margin)`` clipped to
+the chromosome. Memory is bounded by ``chunk`` (default 1 Mbp): the region is processed chunk
+by chunk and finished bases are handed on.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from regtracks import __version__
+from regtracks._util import RegtracksError, parse_region, sha256_file
+from regtracks.config import CATEGORY_COLORS, DEFAULT_SALIENCY, SaliencyDefaults
+from regtracks.datasets import one_hot_torch
+
+__all__ = ["saliency", "saliency_region", "SaliencyResult", "REDUCTIONS"]
+
+REDUCTIONS = ("grad_x_input", "norm")
+
+
+@dataclass
+class SaliencyResult:
+    """What :func:`saliency` wrote."""
+
+    hub_dir: Path
+    tracks: list[Path] = field(default_factory=list)
+    chrom: str = ""
+    start: int = 0
+    end: int = 0
+    span: tuple[int, int] = (0, 0)
+    bases: int = 0
+    seconds: float = 0.0
+    exact: bool = True
+    hub: object = None
+
+
+def _region_gradient(
+    model,
+    codes: np.ndarray,
+    lo: int,
+    *,
+    region: tuple[int, int],
+    marker_idx: list[int],
+    margin: int,
+    core: int,
+    stride: int,
+    batch_size: int,
+    device: torch.device,
+    amp,
+) -> np.ndarray:
+    """``(T, 4, len(codes))`` gradient of each marker's logit sum over ``region``.
+
+    ``codes`` are the bases ``[lo, lo + len(codes))`` of the chromosome (0 = N beyond its
+    ends); ``region`` lies inside ``[lo + margin, lo + len(codes) - margin)``.
+    """
+    r0, r1 = region
+    n = codes.size
+    grad = np.zeros((len(marker_idx), 4, n), dtype=np.float32)
+    first = (r0 // stride) * stride  # cores start at multiples of the stride
+    starts = list(range(first, r1, core))
+    window = core + 2 * margin
+    for b in range(0, len(starts), batch_size):
+        cs = starts[b : b + batch_size]
+        win = np.zeros((len(cs), window), dtype=np.uint8)
+        mask = np.zeros((len(cs), window), dtype=np.float32)
+        for j, c in enumerate(cs):
+            a = c - margin - lo  # window start in codes coordinates
+            s, e = max(a, 0), min(a + window, n)
+            win[j, s - a : e - a] = codes[s:e]
+            # positions of this core inside the region carry the objective
+            k0, k1 = max(c, r0), min(c + core, r1)
+            if k1 > k0:
+                mask[j, k0 - (c - margin) : k1 - (c - margin)] = 1.0
+        x = one_hot_torch(torch.from_numpy(win).to(device)).requires_grad_(True)
+        w = torch.from_numpy(mask).to(device)
+        for t, m in enumerate(marker_idx):
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = model(x)[:, m, :].float()
+            (g,) = torch.autograd.grad((logits * w).sum(), x)
+            g = g.float().cpu().numpy()
+            for j, c in enumerate(cs):
+                a = c - margin - lo
+                s, e = max(a, 0), min(a + window, n)
+                grad[t, :, s:e] += g[j, :, s - a : e - a]
+    return grad
+
+
+def saliency_region(
+    model,
+    genome,
+    chrom: str,
+    start: int,
+    end: int,
+    *,
+    marker_idx: list[int],
+    reduce: str = "grad_x_input",
+    margin: int,
+    core: int,
+    stride: int = 1,
+    chunk: int = DEFAULT_SALIENCY.chunk,
+    batch_size: int = DEFAULT_SALIENCY.batch_size,
+    device: torch.device | str = "cpu",
+    amp=None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Per-base saliency of ``marker_idx`` for the region, in chromosome order.
+
+    Yields ``(pos, values)`` blocks, ``values`` ``(T, n)`` float32 for bases
+    ``[pos, pos + n)``, covering ``[max(0, start - margin), min(L, end + margin))`` once.
+    ``margin`` must cover the model's receptive field for the result to be exact; ``core`` is
+    the kept length of each scanning window (a multiple of ``stride``).
+    """
+    if reduce not in REDUCTIONS:
+        raise RegtracksError(f"--reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+    device = torch.device(device)
+    size = genome.sizes[chrom]
+    span0, span1 = max(0, start - margin), min(size, end + margin)
+    chunk = max(core, (chunk // core) * core)
+    was_training = model.training
+    model.eval()
+    req = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        pending = np.zeros((len(marker_idx), 4, 0), dtype=np.float32)
+        p0 = span0  # chromosome position of pending[..., 0]
+        c0 = (start // stride) * stride
+        bounds = list(range(c0, end, chunk))
+        for i, a in enumerate(bounds):
+            r0, r1 = max(a, start), min(a + chunk, end)
+            lo = (a // stride) * stride - margin
+            hi = min(a + chunk, end) + core + margin  # the last window may pass the region
+            codes = np.zeros(hi - lo, dtype=np.uint8)
+            s, e = max(lo, 0), min(hi, size)
+            codes[s - lo : e - lo] = genome.fetch(chrom, s, e)
+            g = _region_gradient(
+                model, codes, lo, region=(r0, r1), marker_idx=marker_idx, margin=margin,
+                core=core, stride=stride, batch_size=batch_size, device=device, amp=amp,
+            )  # fmt: skip
+            # add this chunk's gradient (clipped to the span) to the pending bases
+            g0, g1 = max(lo, span0), min(hi, span1)
+            need = g1 - p0
+            if need > pending.shape[-1]:
+                pending = np.concatenate(
+                    [pending, np.zeros((*pending.shape[:2], need - pending.shape[-1]), np.float32)],
+                    axis=-1,
+                )
+            pending[..., g0 - p0 : g1 - p0] += g[..., g0 - lo : g1 - lo]
+            # bases before the next chunk's reach are final
+            done = span1 if i + 1 == len(bounds) else max(p0, bounds[i + 1] - margin)
+            done = min(done, p0 + pending.shape[-1])
+            if done > p0:
+                yield p0, _reduce(pending[..., : done - p0], genome, chrom, p0, reduce)
+                pending = pending[..., done - p0 :]
+                p0 = done
+    finally:
+        for p, r in zip(model.parameters(), req, strict=True):
+            p.requires_grad_(r)
+        model.train(was_training)
+
+
+def _reduce(g: np.ndarray, genome, chrom: str, pos: int, reduce: str) -> np.ndarray:
+    """``(T, 4, n)`` gradients -> ``(T, n)`` per-base values."""
+    if reduce == "norm":
+        return np.sqrt((g.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
+    codes = genome.fetch(chrom, pos, pos + g.shape[-1]).astype(np.int64)
+    onehot = np.zeros((4, codes.size), dtype=np.float32)
+    known = codes > 0
+    onehot[codes[known] - 1, np.nonzero(known)[0]] = 1.0
+    return (g * onehot[None]).sum(axis=1).astype(np.float32)
+
+
+def saliency(
+    run: str | os.PathLike,
+    hub_dir: str | os.PathLike,
+    *,
+    region: str,
+    genome=None,
+    markers: list[str] | None = None,
+    category: str | None = None,
+    reduce: str = "grad_x_input",
+    bin_size: int = DEFAULT_SALIENCY.bin_size,
+    window_len: int | None = None,
+    batch_size: int = DEFAULT_SALIENCY.batch_size,
+    device: str = "auto",
+    precision: str = "fp32",
+    which: str = "best",
+    n_procs: int | None = 0,
+    build: bool = True,
+    hub_options: dict | None = None,
+    cfg: SaliencyDefaults = DEFAULT_SALIENCY,
+    progress=None,
+) -> SaliencyResult:
+    """Write gradient-saliency bigWigs of a run's dense model for a region into a hub.
+
+    Parameters
+    ----------
+    run : path
+        Run folder or checkpoint (dense task).
+    hub_dir : path
+        Hub folder (``tracks/sal_<marker>.bw``, ``manifest.json``, hub files); prediction
+        tracks already there are kept.
+    region : str
+        ``chr1:1,000,001-1,100,000`` (1-based inclusive, as browsers show) or a whole
+        chromosome (``chr1``).
+    genome : path, optional
+        Genome FASTA (default: the one recorded in the checkpoint).
+    markers, category : optional
+        Markers to explain (default: every marker; each costs one backward pass per window).
+    reduce : {"grad_x_input", "norm"}
+        Per-base value (see the module docstring).
+    bin_size : int
+        Track resolution (mean over bins); 1 = every base.
+    window_len, batch_size, device, precision, which, n_procs, build, hub_options
+        As for :func:`regtracks.predict.predict`; ``precision`` defaults to fp32.
+    progress : callable, optional
+        ``progress(done_bp, total_bp, label)``.
+    """
+    from regtracks.bigwig import BigWigWriter
+    from regtracks.checkpoint import find_checkpoint, load_checkpoint
+    from regtracks.hub import build_hub, update_manifest
+    from regtracks.predict import _check_writable, test_pr_auc, track_name
+    from regtracks.scan import plan_scan
+    from regtracks.train import autocast_dtype, resolve_device
+
+    t0 = time.perf_counter()
+    if reduce not in REDUCTIONS:
+        raise RegtracksError(f"--reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+    if batch_size < 1:
+        raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
+    path = find_checkpoint(run, which=which)
+    ck = load_checkpoint(path)
+    if ck.task != "dense":
+        raise RegtracksError(
+            f"{path.name} holds a {ck.task}-task model; base-level saliency needs a dense-task "
+            "model (train one with --task dense)"
+        )
+    g = ck.open_genome(genome)
+    if ":" in region:
+        chrom, start, end = parse_region(region)
+        chrom = g.require(chrom)
+        if end > g.sizes[chrom]:
+            raise RegtracksError(
+                f"region {region!r} ends past {chrom} ({g.sizes[chrom]:,} bp in {g.path.name})"
+            )
+    else:
+        chrom = g.require(region.strip())
+        start, end = 0, g.sizes[chrom]
+    ms = ck.marker_set()
+    idx = ms.select(names=markers, category=category)
+    dev = resolve_device(device)
+    amp = autocast_dtype(precision, dev)
+    model = ck.build_model(device=dev)
+    stride = int(getattr(model, "stride", ck.raw["model"].get("stride", 1)) or 1)
+    plan = plan_scan(
+        getattr(model, "receptive_field", ck.raw["model"].get("receptive_field")),
+        stride,
+        bin_size=stride,
+        window_len=window_len,
+        train_window=int(ck.raw["data"]["window_len"]),
+    )
+    hub = Path(hub_dir)
+    _check_writable(hub)
+    names = [track_name("sal", ms[i].name) for i in idx]
+    paths = [hub / "tracks" / f"{n}.bw" for n in names]
+    span = (max(0, start - plan.margin), min(g.sizes[chrom], end + plan.margin))
+    total = span[1] - span[0]
+    with BigWigWriter(paths, list(g.chrom_sizes), bin_size=bin_size, n_procs=n_procs) as writer:
+        carry = None  # bases not yet filling a whole bin
+        for pos, vals in saliency_region(
+            model, g, chrom, start, end, marker_idx=list(idx), reduce=reduce,
+            margin=plan.margin, core=plan.core, stride=stride, chunk=cfg.chunk,
+            batch_size=batch_size, device=dev, amp=amp,
+        ):  # fmt: skip
+            if carry is not None:
+                pos, vals = carry[0], np.concatenate([carry[1], vals], axis=1)
+            n_full = (vals.shape[1] // bin_size) * bin_size
+            last = pos + vals.shape[1] == span[1]
+            if last:
+                n_full = vals.shape[1]
+            if n_full:
+                writer.add(chrom, pos, _bin_mean(vals[:, :n_full], bin_size))
+            carry = None if last else (pos + n_full, vals[:, n_full:])
+            if progress is not None:
+                progress(pos + n_full - span[0], total, chrom)
+    scores = test_pr_auc(path.parent)
+    prov = {
+        "checkpoint": str(path.resolve()),
+        "checkpoint_sha256": sha256_file(path),
+        "model": ck.model_name,
+        "genome": g.name,
+        "region": f"{chrom}:{start + 1}-{end}",
+        "reduce": reduce,
+        "scan_window": plan.window,
+        "scan_margin": plan.margin,
+        "exact_stitching": plan.exact,
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "regtracks_version": __version__,
+    }
+    what = "gradient x input" if reduce == "grad_x_input" else "gradient norm"
+    tracks = []
+    for i, name, p in zip(idx, names, paths, strict=True):
+        m = ms[i]
+        tracks.append(
+            {
+                "name": name,
+                "file": str(p.relative_to(hub)),
+                "kind": "saliency",
+                "marker": m.name,
+                "category": m.category,
+                "cell_type": m.cell_type,
+                "color": m.color or CATEGORY_COLORS[m.category],
+                "bin_size": bin_size,
+                "chroms": [chrom],
+                "description": (
+                    f"{what} of the sum of {m.name} logits over {chrom}:{start + 1:,}-{end:,}"
+                ),
+                "provenance": {
+                    **prov,
+                    **({"test_pr_auc": scores[m.name]} if m.name in scores else {}),
+                },
+            }
+        )
+    genome_info = {
+        "name": g.name,
+        "fasta": str(g.path),
+        "chrom_sizes": [list(x) for x in g.chrom_sizes],
+    }
+    update_manifest(hub, genome_info, tracks)
+    res = SaliencyResult(
+        hub_dir=hub, tracks=paths, chrom=chrom, start=start, end=end, span=span, bases=total,
+        exact=plan.exact,
+    )  # fmt: skip
+    if build:
+        res.hub = build_hub(hub, **(hub_options or {}))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _bin_mean(vals: np.ndarray, bin_size: int) -> np.ndarray:
+    """``(T, n)`` -> ``(T, ceil(n / bin_size))`` means (the last bin may be partial)."""
+    if bin_size == 1:
+        return vals
+    n = vals.shape[1]
+    k = -(-n // bin_size)
+    pad = k * bin_size - n
+    sums = np.pad(vals, ((0, 0), (0, pad))).reshape(vals.shape[0], k, bin_size).sum(axis=2)
+    counts = np.full(k, float(bin_size))
+    counts[-1] = bin_size - pad
+    return (sums / counts).astype(np.float32)

@@ -1063,10 +1063,12 @@ def demo(
 
     cfg = DEFAULT_DEMO if steps is None else replace(DEFAULT_DEMO, max_steps=steps)
     names = {
-        "simulate": "1/4 simulate",
-        "train": "2/4 train",
-        "evaluate": "3/4 evaluate",
-        "predict": "4/4 predict",
+        "simulate": "1/6 simulate",
+        "train": "2/6 train",
+        "evaluate": "3/6 evaluate",
+        "predict": "4/6 predict",
+        "saliency": "5/6 saliency",
+        "variants": "6/6 variants",
     }
 
     class View(_TrainView):
@@ -1098,6 +1100,17 @@ def demo(
     )
     _info(f"test PR-AUC by category: {line}")
     _info(f"report: {res.run / 'evaluate' / 'test' / 'report.md'}")
+    sal = res.saliency
+    _info(
+        f"saliency of {res.saliency_marker} around a planted site with a distal partner: "
+        f"{sal.chrom}:{sal.start + 1:,}-{sal.end:,} (track sal_{res.saliency_marker})"
+    )
+    v = res.variants
+    _info(
+        f"variants: {v['alleles']} knock-outs of planted TFBS sites change their own marker's "
+        f"probability by {v['own_mean_diff']:+.4f} on average, the other TFBS markers' by "
+        f"{v['other_mean_diff']:+.4f} ({v['tsv']})"
+    )
     _hub_hint(res.hub)
 
 

@@ -390,6 +390,8 @@ class DemoConfig:
     max_eval_batches: int = 8
     workers: int = 1
     bin_size: int = 64
+    # planted sites knocked out per TFBS motif on the test chromosome (regtracks variants)
+    n_knockouts: int = 40
 
 
 DEFAULT_DEMO = DemoConfig()

@@ -1,17 +1,28 @@
-"""``regtracks demo``: simulate -> train -> evaluate -> predict every chromosome -> hub.
+"""``regtracks demo``: simulate -> train -> evaluate -> predict -> saliency -> variants.
 
 Everything lands in one folder::
 
-    DIR/sim/    the synthetic genome (regtracks simulate)
-    DIR/run/    the trained dilated model (best.pt, last.pt, metrics.jsonl, evaluate/test/)
-    DIR/hub/    one bigWig per marker, manifest.json, UCSC assembly hub, IGV session, igv.html
+    DIR/sim/            the synthetic genome (regtracks simulate)
+    DIR/run/            the trained dilated model (best.pt, last.pt, metrics.jsonl, evaluate/)
+    DIR/hub/            one bigWig per marker, a saliency track, manifest.json, UCSC assembly
+                        hub, IGV session, igv.html
+    DIR/variants.vcf    knock-outs of planted TFBS motif sites on the test chromosome
+    DIR/variants.tsv    their effect scores (regtracks variants)
+
+The last two stages check the model against the rules the genome was made with: the saliency
+track explains a distal marker around one of its planted sites that has a partner site 1-5 kb
+away, and knocking out a motif site should lower its own marker's prediction more than the
+other markers'.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from regtracks.config import DEFAULT_DATA, DEFAULT_DEMO, DEFAULT_TRAIN, DemoConfig
 
@@ -28,6 +39,9 @@ class DemoResult:
     hub: Path
     report: dict
     predict: object
+    saliency: object = None
+    saliency_marker: str = ""
+    variants: dict = field(default_factory=dict)
 
 
 def demo(
@@ -117,4 +131,86 @@ def demo(
             progress and progress({"event": "predict", "done": d, "total": t, "chrom": c})
         ),
     )
-    return DemoResult(out_dir=out, sim=sim, run=run, hub=hub, report=report, predict=res)
+    result = DemoResult(out_dir=out, sim=sim, run=run, hub=hub, report=report, predict=res)
+    info = json.loads((sim / "simulation.json").read_text())
+    test_chrom = list(info["chroms"])[-1]  # the automatic split tests on the last chromosome
+    sites = _truth(sim / "truth.bed", test_chrom)
+    region, marker = _saliency_target(info, sites, test_chrom)
+    stage("saliency", path=str(hub / "tracks"))
+    from regtracks.saliency import saliency
+
+    result.saliency = saliency(
+        run, hub, region=region, markers=[marker], device=device,
+        hub_options={"igv_js": igv_js} if igv_js else None,
+    )  # fmt: skip
+    result.saliency_marker = marker
+    stage("variants", path=str(out / "variants.tsv"))
+    result.variants = _knockouts(run, sim, out, info, sites, test_chrom, cfg, device)
+    return result
+
+
+def _truth(path: Path, chrom: str) -> dict[str, np.ndarray]:
+    """Planted site centres per motif on one chromosome (sorted)."""
+    by: dict[str, list[int]] = {}
+    with open(path) as fh:
+        for line in fh:
+            c, s, e, motif = line.split("\t")[:4]
+            if c == chrom:
+                by.setdefault(motif, []).append((int(s) + int(e)) // 2)
+    return {k: np.array(sorted(v)) for k, v in by.items()}
+
+
+def _saliency_target(info: dict, sites: dict, chrom: str) -> tuple[str, str]:
+    """A 20 kb region around a distal marker's site that has a partner site 1-5 kb away."""
+    lo, hi = info["config"]["distal_min"], info["config"]["distal_max"]
+    size = info["chroms"][chrom]
+    for m in info["markers"]:
+        if m["rule"] != "distal":
+            continue
+        xs = sites.get(m["motif_names"][0], np.array([], dtype=int))
+        ys = sites.get(m["partner_name"], np.array([], dtype=int))
+        for x in xs:
+            d = np.abs(ys - x)
+            if ((d >= lo) & (d <= hi)).any() and 10_000 <= x <= size - 10_000:
+                return f"{chrom}:{x - 10_000 + 1}-{x + 10_000}", m["name"]
+    first = next(m for m in info["markers"] if m["category"] == "TFBS")  # no distal marker
+    mid = size // 2
+    return f"{chrom}:{mid - 10_000 + 1}-{mid + 10_000}", first["name"]
+
+
+def _knockouts(run, sim, out, info, sites, chrom, cfg, device) -> dict:
+    """Score knock-outs of planted TFBS sites; mean change of own vs other TFBS markers."""
+    from regtracks.genome import Genome
+    from regtracks.variants import score_variants
+
+    tf = [m for m in info["markers"] if m["rule"] in ("local", "distal")]
+    own_motif = {m["name"]: m["motif_names"][0] for m in tf}
+    g = Genome(sim / "genome.fa")
+    comp = str.maketrans("ACGT", "TGCA")
+    rows = []
+    for motif in sorted({m["motif_names"][0] for m in tf}):
+        for k, c in enumerate(sites.get(motif, [])[: cfg.n_knockouts]):
+            ref = g.fetch_text(chrom, int(c) - 2, int(c) + 2).upper()
+            if len(ref) == 4 and set(ref) <= set("ACGT"):
+                rows.append(f"{chrom}\t{int(c) - 1}\t{motif}_{k}\t{ref}\t{ref.translate(comp)}")
+    header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    from regtracks._util import write_text_atomic
+
+    vcf = out / "variants.vcf"
+    write_text_atomic(vcf, header + "".join(r + "\t.\t.\t.\n" for r in rows))
+    tsv = out / "variants.tsv"
+    score_variants(run, vcf, tsv, markers=list(own_motif), device=device)
+    own, other = [], []
+    with open(tsv) as fh:
+        cols = fh.readline().rstrip("\n").split("\t")
+        for line in fh:
+            r = dict(zip(cols, line.rstrip("\n").split("\t"), strict=True))
+            motif = r["id"].rsplit("_", 1)[0]
+            (own if own_motif[r["marker"]] == motif else other).append(float(r["diff"]))
+    return {
+        "vcf": str(vcf),
+        "tsv": str(tsv),
+        "alleles": len(rows),
+        "own_mean_diff": float(np.mean(own)) if own else float("nan"),
+        "other_mean_diff": float(np.mean(other)) if other else float("nan"),
+    }

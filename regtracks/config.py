@@ -391,7 +391,7 @@ class DemoConfig:
     workers: int = 1
     bin_size: int = 64
     # planted sites knocked out per TFBS motif on the test chromosome (regtracks variants)
-    n_knockouts: int = 40
+    n_knockouts: int = 12
 
 
 DEFAULT_DEMO = DemoConfig()

@@ -179,14 +179,19 @@ def variant_effects(
             codes[2 * j, : r.size] = r
             codes[2 * j + 1, : a.size] = a
         x = one_hot_torch(torch.from_numpy(codes).to(device))
+        # only the scored positions go through the per-position head (forward_slice)
+        a = min(off for *_, off, _, _ in wins)
+        b = max(off + lr + max(len(v.ref), len(v.alt)) + rr
+                for v, (*_, off, lr, rr) in zip(chunk, wins, strict=True))  # fmt: skip
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            p = torch.sigmoid(model(x).index_select(1, idx).float())
+            logits = _slice(model, x, a, b)
+            p = torch.sigmoid(logits.index_select(1, idx).float())
         p = p.double().cpu().numpy()
         for j, (v, (_, _, off, left_r, right_r)) in enumerate(zip(chunk, wins, strict=True)):
             n_ref = left_r + len(v.ref) + right_r
             n_alt = left_r + len(v.alt) + right_r
-            pr = p[2 * j][:, off : off + n_ref]
-            pa = p[2 * j + 1][:, off : off + n_alt]
+            pr = p[2 * j][:, off - a : off - a + n_ref]
+            pa = p[2 * j + 1][:, off - a : off - a + n_alt]
             if n_ref == n_alt:
                 shared = np.abs(pa - pr)
             else:  # flanks only: left aligned at the start, right aligned at the end
@@ -197,6 +202,12 @@ def variant_effects(
                 )  # fmt: skip
             top = shared.max(axis=1) if shared.shape[1] else np.zeros(len(marker_idx))
             yield v, pr.mean(axis=1), pa.mean(axis=1), top
+
+
+def _slice(model, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """``model(x)[..., start:end]``, through ``forward_slice`` where the model has it."""
+    fn = getattr(model, "forward_slice", None)
+    return fn(x, start, end) if fn is not None else model(x)[..., start:end]
 
 
 def score_variants(

@@ -499,3 +499,21 @@ def test_dilated_dilations_option():
         with pytest.raises(RegtracksError, match="dilations"):
             get_model("dilated", n_markers=2, dilations=bad)
     assert coerce_hparams("dilated", {"dilations": "1,3,9"}) == {"dilations": "1,3,9"}
+
+
+@pytest.mark.parametrize("name", DENSE)
+def test_forward_slice_equals_forward(name):
+    torch.manual_seed(4)
+    model = get_model(name, n_markers=3, **TINY[name])
+    x = random_one_hot(2, 777, generator=torch.Generator().manual_seed(5))
+    model.eval()
+    with torch.no_grad():
+        full = model(x)
+        for start, end in [(0, 777), (13, 14), (95, 401), (700, 777), (20, 900)]:
+            got = model.forward_slice(x, start, end)
+            assert torch.allclose(got, full[..., start:end], atol=1e-5), (start, end)
+    model.train()  # batch statistics: the whole input
+    torch.manual_seed(6)
+    a = model.forward_slice(x, 10, 50)
+    torch.manual_seed(6)
+    assert torch.equal(a, model(x)[..., 10:50])

@@ -103,6 +103,13 @@ class BaseResolutionCNN(DenseModel):
         self._check_input(x)
         return self.head(self.conv(x))
 
+    def forward_slice(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Logits of positions ``[start, end)``; the head runs on those positions only."""
+        if self.training:  # batch norm statistics would see only the slice
+            return self(x)[..., start:end]
+        self._check_input(x)
+        return self.head(self.conv(x)[..., start:end])
+
 
 class Residual(nn.Module):
     """``block(x) + x`` (``+ proj(x)``, a 1x1 convolution, when the channel counts differ).
@@ -198,6 +205,19 @@ class StridedCNN(DenseModel):
         length = x.shape[-1]
         h = self.trunk(self.down(pad_to_multiple(x, self.stride)))
         return self.head(self.up(h, length))
+
+    def forward_slice(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Logits of positions ``[start, end)``: the trunk runs on the whole input, the
+        transposed convolution and the head on the cells holding those positions only."""
+        if self.training:  # batch norm statistics would see only the slice
+            return self(x)[..., start:end]
+        self._check_input(x)
+        s = self.stride
+        end = min(end, x.shape[-1])
+        c0, c1 = start // s, -(-end // s)
+        h = self.trunk(self.down(pad_to_multiple(x, s)))[..., c0:c1]
+        out = self.head(self.up(h, (c1 - c0) * s))
+        return out[..., start - c0 * s : end - c0 * s]
 
 
 class IDCNN(DenseModel):

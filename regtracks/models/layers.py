@@ -215,6 +215,15 @@ class DenseModel(nn.Module):
                 f"got {x.shape[-1]}"
             )
 
+    def forward_slice(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """``(N, M, end - start)`` logits of ``[start, end)``, equal to ``self(x)[..., start:end]``.
+
+        Models whose last layers are per position may compute less (only the kept positions go
+        through the head); the result is the same in eval mode. Callers that need a few
+        positions of long windows (variant scores) use it.
+        """
+        return self(x)[..., start:end]
+
     def loss_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every ``(N, M, L)`` logit tensor the training loss should average over.
 

@@ -31,7 +31,14 @@ from regtracks import __version__
 from regtracks._util import RegtracksError, atomic_path
 from regtracks.config import DataConfig
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "find_checkpoint", "Checkpoint"]
+__all__ = [
+    "FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_dense",
+    "find_checkpoint",
+    "Checkpoint",
+]
 
 FORMAT = "regtracks-checkpoint/1"
 
@@ -145,6 +152,26 @@ class Checkpoint:
         g = genome if not isinstance(genome, (str, os.PathLike)) else Genome(genome)
         self.check_genome(g)
         return g
+
+
+def load_dense(
+    run: str | os.PathLike, *, which: str = "best", purpose: str
+) -> tuple[Path, Checkpoint]:
+    """Find and load the checkpoint of a dense-task run; ``purpose`` names what needs it.
+
+    Raises
+    ------
+    RegtracksError
+        No checkpoint, or a sequence-task one ("{purpose} need a dense-task model").
+    """
+    path = find_checkpoint(run, which=which)
+    ck = load_checkpoint(path)
+    if ck.task != "dense":
+        raise RegtracksError(
+            f"{path.name} holds a {ck.task}-task model; {purpose} need a dense-task model "
+            "(train one with --task dense)"
+        )
+    return path, ck
 
 
 def find_checkpoint(run: str | os.PathLike, *, which: str = "best") -> Path:

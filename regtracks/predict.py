@@ -143,7 +143,7 @@ def predict(
         ``progress(done_bp, total_bp, label)``.
     """
     from regtracks.bigwig import BigWigWriter, is_complete
-    from regtracks.checkpoint import find_checkpoint, load_checkpoint
+    from regtracks.checkpoint import load_dense
     from regtracks.hub import build_hub, load_manifest, update_manifest
     from regtracks.scan import plan_scan, scan_chromosome
     from regtracks.train import autocast_dtype, resolve_device
@@ -151,13 +151,7 @@ def predict(
     t_start = time.perf_counter()
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    path = find_checkpoint(run, which=which)
-    ck = load_checkpoint(path)
-    if ck.task != "dense":
-        raise RegtracksError(
-            f"{path.name} holds a {ck.task}-task model; whole-chromosome tracks need a dense-task "
-            "model (train one with --task dense)"
-        )
+    path, ck = load_dense(run, which=which, purpose="whole-chromosome tracks")
     g = ck.open_genome(genome)
     if not chroms:
         raise RegtracksError("name at least one chromosome with --chrom (or --chrom all)")

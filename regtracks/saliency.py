@@ -245,7 +245,7 @@ def saliency(
         ``progress(done_bp, total_bp, label)``.
     """
     from regtracks.bigwig import BigWigWriter
-    from regtracks.checkpoint import find_checkpoint, load_checkpoint
+    from regtracks.checkpoint import load_dense
     from regtracks.hub import build_hub, update_manifest
     from regtracks.predict import _check_writable, test_pr_auc, track_name
     from regtracks.scan import plan_scan
@@ -256,13 +256,7 @@ def saliency(
         raise RegtracksError(f"--reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    path = find_checkpoint(run, which=which)
-    ck = load_checkpoint(path)
-    if ck.task != "dense":
-        raise RegtracksError(
-            f"{path.name} holds a {ck.task}-task model; base-level saliency needs a dense-task "
-            "model (train one with --task dense)"
-        )
+    path, ck = load_dense(run, which=which, purpose="base-level saliency tracks")
     g = ck.open_genome(genome)
     if ":" in region:
         chrom, start, end = parse_region(region)

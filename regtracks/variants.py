@@ -249,7 +249,7 @@ def score_variants(
     """
     import time
 
-    from regtracks.checkpoint import find_checkpoint, load_checkpoint
+    from regtracks.checkpoint import load_dense
     from regtracks.train import autocast_dtype, resolve_device
 
     t0 = time.perf_counter()
@@ -257,13 +257,7 @@ def score_variants(
         raise RegtracksError(f"--radius must be >= 0, got {radius}")
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    path = find_checkpoint(run, which=which)
-    ck = load_checkpoint(path)
-    if ck.task != "dense":
-        raise RegtracksError(
-            f"{path.name} holds a {ck.task}-task model; variant scores need a dense-task model "
-            "(train one with --task dense)"
-        )
+    path, ck = load_dense(run, which=which, purpose="variant scores")
     g = ck.open_genome(genome)
     ms = ck.marker_set()
     idx = ms.select(names=markers, category=category)

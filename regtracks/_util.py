@@ -6,6 +6,7 @@ Coordinates are 0-based, half-open ``[start, end)`` everywhere.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import os
 import re
@@ -47,6 +48,13 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def open_text(path: str | os.PathLike):
+    """Open a text file for reading, plain or gzip/bgzip (recognised by its magic bytes)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -11,7 +11,6 @@ chromosome. Chromosomes the genome lacks are counted, not fatal.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks._util import RegtracksError, merge_intervals
+from regtracks._util import RegtracksError, merge_intervals, open_text
 from regtracks.config import CATEGORIES
 
 __all__ = ["Marker", "MarkerSet", "PeakFile", "read_peaks", "read_bed_intervals"]
@@ -59,14 +58,6 @@ class PeakFile:
     peaks_per_chrom: dict[str, int] = field(default_factory=dict)
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt")
-    return open(path)
-
-
 def read_peaks(path: str | os.PathLike, *, merge: bool = True) -> PeakFile:
     """Read a BED3+/narrowPeak/broadPeak file (plain or gzip).
 
@@ -90,7 +81,7 @@ def read_peaks(path: str | os.PathLike, *, merge: bool = True) -> PeakFile:
     chrom_e: dict[str, list[int]] = {}
     n = 0
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip() or line.startswith(("#", "track", "browser")):
                     continue

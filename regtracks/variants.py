@@ -25,7 +25,6 @@ counted.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regtracks._util import RegtracksError, atomic_path
+from regtracks._util import RegtracksError, atomic_path, open_text
 from regtracks.config import DEFAULT_VARIANTS, VariantDefaults
 from regtracks.datasets import one_hot_torch
 from regtracks.genome import encode
@@ -84,12 +83,10 @@ def read_vcf(path: str | os.PathLike, genome) -> tuple[list[Variant], int]:
     path = Path(path)
     if not path.is_file():
         raise RegtracksError(f"{path}: VCF not found")
-    with open(path, "rb") as fh:
-        opener = gzip.open if fh.read(2) == b"\x1f\x8b" else open
     out: list[Variant] = []
     skipped = 0
     try:
-        with opener(path, "rt") as fh:
+        with open_text(path) as fh:
             for n, line in enumerate(fh, 1):
                 if line.startswith("#") or not line.strip():
                     continue
@@ -145,10 +142,9 @@ def _window_codes(genome, v: Variant, radius: int, margin: int, stride: int):
     lo = v.start - left_r  # first scored position (genomic)
     w0 = ((lo - margin) // stride) * stride  # window start, a multiple of the stride
     end = v.start + len(v.ref) + right_r + margin
-    left = genome.fetch(v.chrom, w0, v.start)
-    right = genome.fetch(v.chrom, v.start + len(v.ref), end)
-    ref = np.concatenate([left, genome.fetch(v.chrom, v.start, v.start + len(v.ref)), right])
-    alt = np.concatenate([left, encode(v.alt), right])
+    ref = genome.fetch(v.chrom, w0, end)
+    k0, k1 = v.start - w0, v.start - w0 + len(v.ref)
+    alt = np.concatenate([ref[:k0], encode(v.alt), ref[k1:]])
     return ref, alt, lo - w0, left_r, right_r
 
 
@@ -170,8 +166,8 @@ def variant_effects(
     device = torch.device(device)
     model.eval()
     idx = torch.tensor(marker_idx, dtype=torch.long, device=device)
-    for b in range(0, len(variants), batch_size):
-        chunk = variants[b : b + batch_size]
+    for i in range(0, len(variants), batch_size):
+        chunk = variants[i : i + batch_size]
         wins = [_window_codes(genome, v, radius, margin, stride) for v in chunk]
         length = max(max(r.size, a.size) for r, a, *_ in wins)
         codes = np.zeros((2 * len(chunk), length), dtype=np.uint8)  # N pads the right end
@@ -180,18 +176,18 @@ def variant_effects(
             codes[2 * j + 1, : a.size] = a
         x = one_hot_torch(torch.from_numpy(codes).to(device))
         # only the scored positions go through the per-position head (forward_slice)
-        a = min(off for *_, off, _, _ in wins)
-        b = max(off + lr + max(len(v.ref), len(v.alt)) + rr
-                for v, (*_, off, lr, rr) in zip(chunk, wins, strict=True))  # fmt: skip
+        s0 = min(off for *_, off, _, _ in wins)
+        s1 = max(off + lr + max(len(v.ref), len(v.alt)) + rr
+                 for v, (*_, off, lr, rr) in zip(chunk, wins, strict=True))  # fmt: skip
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = _slice(model, x, a, b)
+            logits = _slice(model, x, s0, s1)
             p = torch.sigmoid(logits.index_select(1, idx).float())
         p = p.double().cpu().numpy()
         for j, (v, (_, _, off, left_r, right_r)) in enumerate(zip(chunk, wins, strict=True)):
             n_ref = left_r + len(v.ref) + right_r
             n_alt = left_r + len(v.alt) + right_r
-            pr = p[2 * j][:, off - a : off - a + n_ref]
-            pa = p[2 * j + 1][:, off - a : off - a + n_alt]
+            pr = p[2 * j][:, off - s0 : off - s0 + n_ref]
+            pa = p[2 * j + 1][:, off - s0 : off - s0 + n_alt]
             if n_ref == n_alt:
                 shared = np.abs(pa - pr)
             else:  # flanks only: left aligned at the start, right aligned at the end

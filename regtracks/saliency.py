@@ -80,13 +80,13 @@ def _region_gradient(
     """``(T, 4, len(codes))`` gradient of each marker's logit sum over ``region``.
 
     ``codes`` are the bases ``[lo, lo + len(codes))`` of the chromosome (0 = N beyond its
-    ends); ``region`` lies inside ``[lo + margin, lo + len(codes) - margin)``.
+    ends); the first core starts at ``lo + margin`` (a multiple of the stride) and the cores
+    tile ``region``, which lies inside ``[lo + margin, lo + len(codes) - margin)``.
     """
     r0, r1 = region
     n = codes.size
     grad = np.zeros((len(marker_idx), 4, n), dtype=np.float32)
-    first = (r0 // stride) * stride  # cores start at multiples of the stride
-    starts = list(range(first, r1, core))
+    starts = list(range(lo + margin, r1, core))
     window = core + 2 * margin
     for b in range(0, len(starts), batch_size):
         cs = starts[b : b + batch_size]
@@ -156,7 +156,7 @@ def saliency_region(
         bounds = list(range(c0, end, chunk))
         for i, a in enumerate(bounds):
             r0, r1 = max(a, start), min(a + chunk, end)
-            lo = (a // stride) * stride - margin
+            lo = a - margin  # a: a multiple of the stride (c0 plus whole cores)
             hi = min(a + chunk, end) + core + margin  # the last window may pass the region
             codes = np.zeros(hi - lo, dtype=np.uint8)
             s, e = max(lo, 0), min(hi, size)
@@ -191,10 +191,7 @@ def _reduce(g: np.ndarray, genome, chrom: str, pos: int, reduce: str) -> np.ndar
     """``(T, 4, n)`` gradients -> ``(T, n)`` per-base values."""
     if reduce == "norm":
         return np.sqrt((g.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
-    codes = genome.fetch(chrom, pos, pos + g.shape[-1]).astype(np.int64)
-    onehot = np.zeros((4, codes.size), dtype=np.float32)
-    known = codes > 0
-    onehot[codes[known] - 1, np.nonzero(known)[0]] = 1.0
+    onehot = genome.one_hot(chrom, pos, pos + g.shape[-1])  # (4, n); N = zeros
     return (g * onehot[None]).sum(axis=1).astype(np.float32)
 
 

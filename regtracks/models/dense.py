@@ -42,6 +42,8 @@ __all__ = ["BaseResolutionCNN", "StridedCNN", "IDCNN", "DenseBiLSTM"]
 
 DILATIONS = (3, 9, 27, 81)
 """Dilation rates of the dense ``dilated`` model after its stride-10 first layer."""
+IDCNN_DILATIONS = (3, 9, 27)
+"""Dilation rates inside one ID-CNN block (the published ``ID_block``)."""
 
 
 def parse_dilations(model: str, text: str) -> tuple[int, ...]:
@@ -56,10 +58,6 @@ def parse_dilations(model: str, text: str) -> tuple[int, ...]:
             "integers >= 1, e.g. 1,3,9,27,81"
         )
     return rates
-
-
-IDCNN_DILATIONS = (3, 9, 27)
-"""Dilation rates inside one ID-CNN block (the published ``ID_block``)."""
 
 
 class SamePool1d(nn.Module):
@@ -508,7 +506,7 @@ def dilated(
     bn_momentum: float = 0.1,
     batch_norm: bool = True,
     residual: bool = False,
-    dilations: str = "3,9,27,81",
+    dilations: str = ",".join(map(str, DILATIONS)),
 ) -> StridedCNN:
     """Stride-10 conv, dilated convs at rates 3, 9, 27, 81, transposed conv (10.8 kb field).
 

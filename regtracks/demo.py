@@ -126,7 +126,7 @@ def demo(
         chroms=["all"],
         bin_size=cfg.bin_size,
         device=device,
-        hub_options={"igv_js": igv_js} if igv_js else None,
+        build=False,  # the saliency stage adds its track, then writes the hub once
         progress=lambda d, t, c: (
             progress and progress({"event": "predict", "done": d, "total": t, "chrom": c})
         ),

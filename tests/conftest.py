@@ -26,17 +26,22 @@ def random_seq(rng: np.random.Generator, n: int, *, lower_frac: float = 0.2) -> 
     return "".join(s.tolist())
 
 
-def write_bed(path: Path, rows: list[tuple], *, header: bool = True, gz: bool = False) -> Path:
-    text = ""
-    if header:
-        text += 'track name="test"\nbrowser position chr1:1-100\n# comment\n'
-    text += "".join("\t".join(str(v) for v in r) + "\n" for r in rows)
+def write_text(path: Path, text: str, *, gz: bool = False) -> Path:
+    """Write ``text`` to ``path``, gzip-compressed when ``gz``."""
     if gz:
         with gzip.open(path, "wt") as fh:
             fh.write(text)
     else:
         path.write_text(text)
     return path
+
+
+def write_bed(path: Path, rows: list[tuple], *, header: bool = True, gz: bool = False) -> Path:
+    text = ""
+    if header:
+        text += 'track name="test"\nbrowser position chr1:1-100\n# comment\n'
+    text += "".join("\t".join(str(v) for v in r) + "\n" for r in rows)
+    return write_text(path, text, gz=gz)
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:

@@ -2,8 +2,6 @@
 place (a linear model computed with numpy; a dilated model in one long input); VCF errors name
 the line; nothing is half-written."""
 
-import gzip
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ from regtracks.cli import app
 from regtracks.genome import Genome, encode, one_hot
 from regtracks.models import get_model
 from regtracks.variants import read_vcf, variant_effects
-from tests.conftest import random_seq, write_fasta
+from tests.conftest import random_seq, write_fasta, write_text
 from tests.test_saliency import LinearConv
 
 runner = CliRunner()
@@ -30,12 +28,7 @@ def genome(tmp_path_factory):
 def write_vcf(path, rows, *, gz=False):
     text = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
     text += "".join("\t".join(map(str, r)) + "\t.\t.\t.\n" for r in rows)
-    if gz:
-        with gzip.open(path, "wt") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
-    return path
+    return write_text(path, text, gz=gz)
 
 
 def _alleles(genome, specs):

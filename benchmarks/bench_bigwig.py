@@ -4,9 +4,10 @@ For T tracks (default 919, the paper's markers) over one synthetic chromosome bi
 ``--bin-size`` (default 128 bp), with random float32 values (the worst case for zlib; model
 probabilities compress a little better) and a few assembly gaps (NaN in every track):
 
-1. **floor**: :func:`regtracks.bigwig.write_floor`: each of ``n`` processes holds its tracks'
+1. **floor**: :func:`regtracks.tracks.bigwig.write_floor`: each of ``n`` processes holds its tracks'
    whole-chromosome arrays in memory and writes them with pyBigWig; nothing else.
-2. **writer**: :class:`regtracks.bigwig.BigWigWriter` with ``n`` processes, the parent feeding
+2. **writer**: :class:`regtracks.tracks.bigwig.BigWigWriter` with ``n`` processes, the
+parent feeding
    the same arrays block by block (``--block-bins`` bins, as a scan would) from a memory map:
    what the writer adds to the floor (copy into shared memory, queues, back-pressure).
    ``ratio = writer / floor``, in wall time and in CPU time (parent + writers; the floor's
@@ -35,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks.bigwig import BigWigWriter, write_floor
 from regtracks.config import DEFAULT_BIGWIG
+from regtracks.tracks.bigwig import BigWigWriter, write_floor
 
 
 def gap_bins(n_bins: int) -> list[tuple[int, int]]:

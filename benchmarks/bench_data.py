@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from regtracks.config import DEFAULT_DATA, DEFAULT_SIM
-from regtracks.data import prepare
-from regtracks.datasets import DenseDataset, collate_dense, to_device
-from regtracks.simulate import simulate
+from regtracks.data.datasets import DenseDataset, collate_dense, to_device
+from regtracks.data.prepare import prepare
+from regtracks.data.simulate import simulate
 
 
 def main() -> None:

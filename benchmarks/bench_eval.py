@@ -1,9 +1,10 @@
-"""Streaming PR-AUC / ROC-AUC (regtracks.metrics) against scikit-learn on the same predictions.
+"""Streaming PR-AUC / ROC-AUC (regtracks.training.metrics) against scikit-learn on the same
+predictions.
 
 Synthetic dense-task predictions: ``--windows`` windows of ``--window-len`` positions and
 ``--markers`` markers, logits ``N(-4, 1.5) + separation * target`` with a positive rate drawn
 per marker between 0.1 % and 10 %. The windows are generated batch by batch on the device
-(generation is not timed) and fed to :class:`~regtracks.metrics.StreamingMetrics`, as an
+(generation is not timed) and fed to :class:`~regtracks.training.metrics.StreamingMetrics`, as an
 evaluation loop would. scikit-learn (``average_precision_score`` + ``roc_auc_score`` per
 marker, all of a marker's scores in memory) is timed on ``--sklearn-markers`` markers spread
 over the set and scaled to every marker (its cost is the same for each marker); both are
@@ -30,7 +31,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from regtracks.config import DEFAULT_METRICS
-from regtracks.metrics import StreamingMetrics
+from regtracks.training.metrics import StreamingMetrics
 
 
 def _sync(device: torch.device) -> None:

@@ -29,7 +29,7 @@ def main() -> None:
 
     import pyBigWig
 
-    from regtracks.hub import build_hub, check_hub, update_manifest
+    from regtracks.tracks.hub import build_hub, check_hub, update_manifest
 
     tmp = tempfile.TemporaryDirectory() if args.out is None else None
     hub = Path(tmp.name) / "hub" if tmp else args.out

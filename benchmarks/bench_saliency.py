@@ -40,8 +40,8 @@ def main() -> None:
 
     import torch
 
-    from regtracks.saliency import saliency
-    from regtracks.variants import score_variants
+    from regtracks.inference.saliency import saliency
+    from regtracks.inference.variants import score_variants
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -57,7 +57,7 @@ def main() -> None:
         sal_s = time.perf_counter() - t
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         # random SNVs away from the ends, REF read from the genome
-        from regtracks.genome import Genome
+        from regtracks.data.genome import Genome
 
         g = Genome(tmp / "g.fa")
         rng = np.random.default_rng(0)

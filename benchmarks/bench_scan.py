@@ -7,7 +7,7 @@ script measures
 1. **scan**: the model over the chromosome, probabilities binned at ``--bin-size`` on the device,
    written to a memory-mapped ``.npy`` (no bigWig): scan bp/s;
 2. **write floor**: those same arrays written as bigWigs by ``--writers`` processes with no model
-   (:func:`regtracks.bigwig.write_floor`);
+   (:func:`regtracks.tracks.bigwig.write_floor`);
 3. **predict**: the real ``regtracks predict`` (scan overlapped with parallel bigWig writers), in
    a fresh process, with its peak RSS (parent and writers); at two chromosome lengths
    (``--chrom-len`` and half of it) to show that memory does not grow with the chromosome;
@@ -41,7 +41,7 @@ def make_genome(path: Path, length: int, seed: int = 0) -> None:
     for _ in range(max(1, length // 10_000_000)):  # a 50 kb gap per 10 Mbp
         s = int(rng.integers(0, max(1, length - 50_000)))
         seq[s : s + 50_000] = ord("N")
-    from regtracks.genome import write_fasta_record
+    from regtracks.data.genome import write_fasta_record
 
     with open(path, "wb") as fh:
         write_fasta_record(fh, "chr1", seq)
@@ -52,8 +52,8 @@ def make_checkpoint(path: Path, genome_path: Path, n_markers: int, hparams: dict
 
     from regtracks.checkpoint import base_checkpoint, save_checkpoint
     from regtracks.config import DEFAULT_DATA
-    from regtracks.genome import Genome
-    from regtracks.markers import Marker, MarkerSet
+    from regtracks.data.genome import Genome
+    from regtracks.data.markers import Marker, MarkerSet
     from regtracks.models import get_model
 
     g = Genome(genome_path)
@@ -80,7 +80,7 @@ def make_checkpoint(path: Path, genome_path: Path, n_markers: int, hparams: dict
 
 def one_predict(args) -> dict:
     """Run predict once in this (fresh) process; report times and peak RSS."""
-    from regtracks.predict import predict
+    from regtracks.inference.predict import predict
 
     t = time.perf_counter()
     res = predict(
@@ -109,9 +109,9 @@ def scan_only(ckpt: Path, genome_path: Path, out_npy: Path, args) -> tuple[float
     import torch
 
     from regtracks.checkpoint import load_checkpoint
-    from regtracks.genome import Genome
-    from regtracks.scan import plan_scan, scan_chromosome
-    from regtracks.train import autocast_dtype, resolve_device
+    from regtracks.data.genome import Genome
+    from regtracks.inference.scan import plan_scan, scan_chromosome
+    from regtracks.training.train import autocast_dtype, resolve_device
 
     ck = load_checkpoint(ckpt)
     dev = resolve_device(args.device)
@@ -161,8 +161,8 @@ def main() -> None:
         print(json.dumps(one_predict(args)))
         return
 
-    from regtracks.bigwig import write_floor
     from regtracks.config import DEFAULT_BIGWIG
+    from regtracks.tracks.bigwig import write_floor
 
     writers = DEFAULT_BIGWIG.n_procs if args.writers is None else args.writers
     hp = {"f1": 16, "f2": 16, "f3": 16, "d_hidden": 16} if args.small else {}

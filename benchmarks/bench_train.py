@@ -1,7 +1,8 @@
 """Training throughput of the dilated model with 919 markers: bp/s and how busy the device is.
 
-Runs the real training loop (:func:`regtracks.train.train`: DataLoader workers, labels built on
-the device, bf16 autocast on CUDA) on a synthetic genome with ``--markers`` markers and reports
+Runs the real training loop (:func:`regtracks.training.train.train`: DataLoader workers, labels
+built on the device, bf16 autocast on CUDA) on a synthetic genome with ``--markers`` markers and
+reports
 
 * training throughput in bp/s (from ``metrics.jsonl``, first interval excluded as warm-up);
 * the fraction of wall time the loop waited for the data pipeline (``data_wait``);
@@ -44,8 +45,8 @@ def main() -> None:
     import torch
 
     from regtracks.config import DEFAULT_DATA, DEFAULT_SIM, DEFAULT_TRAIN
-    from regtracks.simulate import simulate
-    from regtracks.train import train
+    from regtracks.data.simulate import simulate
+    from regtracks.training.train import train
 
     tmp = tempfile.TemporaryDirectory()
     data = args.data

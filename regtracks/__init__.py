@@ -11,10 +11,10 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Genome": "regtracks.genome",
-    "MarkerSet": "regtracks.markers",
-    "Marker": "regtracks.markers",
-    "IntervalIndex": "regtracks.labels",
+    "Genome": "regtracks.data.genome",
+    "MarkerSet": "regtracks.data.markers",
+    "Marker": "regtracks.data.markers",
+    "IntervalIndex": "regtracks.data.labels",
     "RegtracksError": "regtracks._util",
     "DataConfig": "regtracks.config",
     "get_model": "regtracks.models",

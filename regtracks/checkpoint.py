@@ -98,7 +98,7 @@ class Checkpoint:
         return data_config_from_dict(self.raw["data"])
 
     def marker_set(self):
-        from regtracks.markers import MarkerSet
+        from regtracks.data.markers import MarkerSet
 
         return MarkerSet.from_records(self.raw["markers"])
 
@@ -139,7 +139,7 @@ class Checkpoint:
 
     def open_genome(self, genome=None):
         """Open ``genome`` (path or None: the path recorded at training) and check it matches."""
-        from regtracks.genome import Genome
+        from regtracks.data.genome import Genome
 
         if genome is None:
             recorded = self.raw["genome"].get("path")

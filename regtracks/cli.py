@@ -197,8 +197,8 @@ def data_config(
 
 
 def prepare_task(genome, markers, task, cfg, exclude):
-    """Library :func:`regtracks.data.prepare` with a progress bar and the one-line reports."""
-    from regtracks.data import prepare
+    """Library :func:`regtracks.data.prepare.prepare` with a progress bar and the one-line reports."""
+    from regtracks.data.prepare import prepare
 
     with _progress("reading peaks") as update:
         td = prepare(genome, markers, task=task, cfg=cfg, exclude=exclude, progress=update)
@@ -235,7 +235,7 @@ def simulate(
     """Write a synthetic genome with known rules (FASTA, peaks, markers.tsv, truth.bed)."""
     from dataclasses import replace
 
-    from regtracks.simulate import simulate as run
+    from regtracks.data.simulate import simulate as run
 
     cfg = replace(
         DEFAULT_SIM,
@@ -270,7 +270,7 @@ def data_summary(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ):
     """Windows kept and dropped, splits, and per-marker peaks and coverage."""
-    from regtracks.data import summarize
+    from regtracks.data.prepare import summarize
 
     cfg = data_config(
         window_len=window_len,
@@ -476,8 +476,8 @@ def train(
     """Train one model of either task; resumable, on CPU, GPU or many GPUs (torchrun)."""
     from dataclasses import replace
 
-    from regtracks.train import DistEnv
-    from regtracks.train import train as run
+    from regtracks.training.train import DistEnv
+    from regtracks.training.train import train as run
 
     data_cfg = data_config(
         window_len=window_len,
@@ -510,7 +510,7 @@ def train(
     main_rank = DistEnv.from_env().is_main
     td = prepare_task(genome, markers, task, data_cfg, exclude) if main_rank else None
     if td is None:
-        from regtracks.data import prepare
+        from regtracks.data.prepare import prepare
 
         td = prepare(genome, markers, task=task, cfg=data_cfg, exclude=exclude)
     if main_rank:
@@ -579,8 +579,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ):
     """PR-AUC and ROC-AUC per marker and per category over every position of a split."""
-    from regtracks.evaluate import evaluate as run_eval
-    from regtracks.evaluate import report_dir
+    from regtracks.training.evaluate import evaluate as run_eval
+    from regtracks.training.evaluate import report_dir
 
     with _progress(f"evaluating {split}") as update:
         report = run_eval(
@@ -700,7 +700,7 @@ def predict(
     ] = False,
 ):
     """Scan whole chromosomes into one bigWig per marker, plus a UCSC / IGV hub."""
-    from regtracks.predict import predict as run_predict
+    from regtracks.inference.predict import predict as run_predict
 
     opts = {}
     if genome_name is not None:
@@ -798,7 +798,7 @@ def saliency(
     ] = False,
 ):
     """Gradient saliency of markers over a region (the paper's Figure 2) as bigWig tracks."""
-    from regtracks.saliency import saliency as run_saliency
+    from regtracks.inference.saliency import saliency as run_saliency
 
     with _progress("saliency") as update:
         res = run_saliency(
@@ -868,7 +868,7 @@ def variants(
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="best or last.")] = "best",
 ):
     """Score variants: each marker's predicted probability around REF and ALT, and the change."""
-    from regtracks.variants import score_variants
+    from regtracks.inference.variants import score_variants
 
     with _progress("scoring") as update:
         res = score_variants(
@@ -965,7 +965,7 @@ def benchmark(
     """Train and evaluate every model of a task: the paper's Table 1 / Table 2."""
     from dataclasses import replace
 
-    from regtracks.benchmark import benchmark as run_bench
+    from regtracks.training.benchmark import benchmark as run_bench
 
     per_model: dict[str, dict] = {}
     for item in hparam or []:
@@ -1180,7 +1180,7 @@ def serve(
 
     Prints the URLs to open, then serves until Ctrl-C.
     """
-    from regtracks.serve import serve as run
+    from regtracks.tracks.serve import serve as run
 
     def ready(info):
         typer.echo(f"serving {hub} at {info.base_url}")
@@ -1242,7 +1242,7 @@ def hub_build(
     ] = None,
 ):
     """Write hub.txt, genomes.txt, trackDb.txt, igv_session.xml and igv.html from manifest.json."""
-    from regtracks.hub import build_hub
+    from regtracks.tracks.hub import build_hub
 
     res = build_hub(
         hub, one_file=one_file, igv_js=igv_js, genome=genome, genome_name=genome_name, email=email
@@ -1260,7 +1260,7 @@ def hub_build(
 @handle_errors
 def hub_check(hub: HubArg):
     """Check a hub as UCSC's hubCheck does, and its bigWigs: one line per problem, exit 1."""
-    from regtracks.hub import check_hub
+    from regtracks.tracks.hub import check_hub
 
     res = check_hub(hub)
     for line in res.problems:

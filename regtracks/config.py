@@ -37,7 +37,7 @@ class DataConfig:
     valid_chroms, test_chroms : tuple of str or None
         Held-out chromosomes for ``split="chrom"``. ``None`` means the paper's (valid chr7,
         test chr8 + chr9) when the genome has them, else whole chromosomes chosen
-        deterministically (see :func:`regtracks.windows.assign_splits`). Named chromosomes
+        deterministically (see :func:`regtracks.data.windows.assign_splits`). Named chromosomes
         that the genome lacks are an error.
     valid_fraction, test_fraction : float
         Target fractions for the random split and for choosing chromosomes automatically.
@@ -74,7 +74,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Size and shape of the built-in synthetic genome (see :mod:`regtracks.simulate`).
+    """Size and shape of the built-in synthetic genome (see :mod:`regtracks.data.simulate`).
 
     The defaults make a genome on which ``regtracks demo`` trains the dilated model in a few
     minutes on 2 CPU cores. ``n_chroms=24, chrom_len=96_000_000, n_markers=919`` is paper size.
@@ -133,6 +133,10 @@ class TrainConfig:
         Stop after this many validations without a better mean PR-AUC (0: never).
     rc : bool
         Reverse-complement augmentation of training windows.
+    shift : int
+        Shift augmentation of training inputs: each epoch every input moves by a random offset
+        of up to this many bases (dense windows: never into another split; sequence inputs:
+        a jitter). 0: fixed tiles. Never applied in evaluation or scanning.
     eval_every : int
         Validate every this many steps (0: after each epoch).
     checkpoint_every : int
@@ -159,6 +163,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 3
     rc: bool = True
+    shift: int = 0
     eval_every: int = 0
     checkpoint_every: int = 200
     log_every: int = 10
@@ -194,7 +199,7 @@ def _usable_cpus() -> int:
 
 @dataclass(frozen=True)
 class BigWigDefaults:
-    """How :class:`regtracks.bigwig.BigWigWriter` writes many bigWig tracks.
+    """How :class:`regtracks.tracks.bigwig.BigWigWriter` writes many bigWig tracks.
 
     Attributes
     ----------
@@ -276,7 +281,7 @@ DEFAULT_HUB = HubDefaults()
 
 @dataclass(frozen=True)
 class MetricsDefaults:
-    """Streaming PR-AUC / ROC-AUC (see :mod:`regtracks.metrics`).
+    """Streaming PR-AUC / ROC-AUC (see :mod:`regtracks.training.metrics`).
 
     Attributes
     ----------

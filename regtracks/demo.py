@@ -65,12 +65,12 @@ def demo(
         A local igv.min.js for an offline ``igv.html``.
     progress : callable, optional
         ``progress(event: dict)``: ``{"event": "stage", "stage": name}`` and the events of
-        :func:`regtracks.train.train`, plus ``{"event": "predict", ...}`` ticks.
+        :func:`regtracks.training.train.train`, plus ``{"event": "predict", ...}`` ticks.
     """
-    from regtracks.evaluate import evaluate
-    from regtracks.predict import predict
-    from regtracks.simulate import simulate
-    from regtracks.train import train
+    from regtracks.data.simulate import simulate
+    from regtracks.inference.predict import predict
+    from regtracks.training.evaluate import evaluate
+    from regtracks.training.train import train
 
     def stage(name: str, **kw):
         if progress is not None:
@@ -137,7 +137,7 @@ def demo(
     sites = _truth(sim / "truth.bed", test_chrom)
     region, marker = _saliency_target(info, sites, test_chrom)
     stage("saliency", path=str(hub / "tracks"))
-    from regtracks.saliency import saliency
+    from regtracks.inference.saliency import saliency
 
     result.saliency = saliency(
         run, hub, region=region, markers=[marker], device=device,
@@ -180,8 +180,8 @@ def _saliency_target(info: dict, sites: dict, chrom: str) -> tuple[str, str]:
 
 def _knockouts(run, sim, out, info, sites, chrom, cfg, device) -> dict:
     """Score knock-outs of planted TFBS sites; mean change of own vs other TFBS markers."""
-    from regtracks.genome import Genome
-    from regtracks.variants import score_variants
+    from regtracks.data.genome import Genome
+    from regtracks.inference.variants import score_variants
 
     tf = [m for m in info["markers"] if m["rule"] in ("local", "distal")]
     own_motif = {m["name"]: m["motif_names"][0] for m in tf}

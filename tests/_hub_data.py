@@ -96,7 +96,7 @@ def write_2bit_minimal(fasta: Path, out: Path) -> None:
 def writer_2bit():
     """The project's 2bit writer when it exists, else the test one (same call signature)."""
     try:
-        from regtracks.twobit import write_2bit  # noqa: F401
+        from regtracks.tracks.twobit import write_2bit  # noqa: F401
     except ImportError:
         return write_2bit_minimal
     return None  # build_hub's default

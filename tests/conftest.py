@@ -130,7 +130,7 @@ def sim_small(tmp_path_factory):
     from dataclasses import replace
 
     from regtracks.config import DEFAULT_SIM
-    from regtracks.simulate import simulate
+    from regtracks.data.simulate import simulate
 
     out = tmp_path_factory.mktemp("sim_small")
     cfg = replace(

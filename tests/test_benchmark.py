@@ -4,8 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
-from regtracks.benchmark import grid_configs
 from regtracks.cli import app
+from regtracks.training.benchmark import grid_configs
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ import pyBigWig
 import pytest
 
 from regtracks._util import RegtracksError
-from regtracks.bigwig import (
+from regtracks.tracks.bigwig import (
     BIGWIG_MAGIC,
     BigWigWriter,
     is_complete,

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from _hub_data import make_hub, writer_2bit
 
-from regtracks.hub import build_hub, check_hub, load_manifest
+from regtracks.tracks.hub import build_hub, check_hub, load_manifest
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 IGV_JS = BROWSER_DIR / "node_modules" / "igv" / "dist" / "igv.min.js"
@@ -51,7 +51,7 @@ def _requirements() -> str | None:
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with HTTP Range and CORS: what igv.js needs of a server.
 
-    Stands in for :mod:`regtracks.serve` (``make_server``) where that module is absent.
+    Stands in for :mod:`regtracks.tracks.serve` (``make_server``) where that module is absent.
     """
 
     def end_headers(self):
@@ -95,7 +95,7 @@ def served_hub(tmp_path):
     hub = make_hub(tmp_path)
     build_hub(hub, igv_js=IGV_JS, write_2bit=writer_2bit())
     try:  # the project's server (`regtracks serve`)
-        from regtracks.serve import make_server
+        from regtracks.tracks.serve import make_server
 
         server = make_server(hub, "127.0.0.1", 0)
     except ImportError:  # not in this checkout yet: the stand-in below

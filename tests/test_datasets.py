@@ -5,8 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from regtracks.config import DEFAULT_DATA
-from regtracks.data import prepare
-from regtracks.datasets import (
+from regtracks.data.datasets import (
     DenseDataset,
     SequenceDataset,
     collate_dense,
@@ -14,7 +13,8 @@ from regtracks.datasets import (
     one_hot_torch,
     to_device,
 )
-from regtracks.genome import one_hot, reverse_complement
+from regtracks.data.genome import one_hot, reverse_complement
+from regtracks.data.prepare import prepare
 from tests.conftest import brute_labels
 
 

@@ -6,7 +6,7 @@ import pysam
 import pytest
 
 from regtracks._util import RegtracksError
-from regtracks.genome import Genome, decode, encode, one_hot, reverse_complement
+from regtracks.data.genome import Genome, decode, encode, one_hot, reverse_complement
 from tests.conftest import write_fasta
 
 BRUTE = {"A": 1, "C": 2, "G": 3, "T": 4}

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 from regtracks._util import RegtracksError
 from regtracks.cli import app
 from regtracks.config import DEFAULT_HUB
-from regtracks.hub import (
+from regtracks.tracks.hub import (
     build_hub,
     check_hub,
     load_manifest,
@@ -582,8 +582,8 @@ def test_check_one_file_hub_line_numbers(tmp_path):
 # CLI
 def test_cli_hub_build(tmp_path):
     hub = make_hub(tmp_path, ucsc=None)
-    if writer_2bit() is not None:  # no regtracks.twobit yet: the CLI cannot write the 2bit
-        pytest.skip("regtracks.twobit.write_2bit is not available")
+    if writer_2bit() is not None:  # no regtracks.tracks.twobit yet: the CLI cannot write the 2bit
+        pytest.skip("regtracks.tracks.twobit.write_2bit is not available")
     res = runner.invoke(app, ["hub", "build", str(hub), "--one-file", "--email", "me@lab.org"])
     assert res.exit_code == 0, res.output
     assert "wrote assembly hub" in res.stderr

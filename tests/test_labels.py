@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from regtracks.data import prepare
-from regtracks.genome import Genome
-from regtracks.labels import IntervalIndex, bin_positives, dense_labels_torch
-from regtracks.markers import MarkerSet
+from regtracks.data.genome import Genome
+from regtracks.data.labels import IntervalIndex, bin_positives, dense_labels_torch
+from regtracks.data.markers import MarkerSet
+from regtracks.data.prepare import prepare
 from tests.conftest import brute_labels
 
 

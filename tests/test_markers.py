@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from regtracks._util import RegtracksError
-from regtracks.genome import Genome
-from regtracks.markers import MarkerSet, read_peaks
+from regtracks.data.genome import Genome
+from regtracks.data.markers import MarkerSet, read_peaks
 from tests.conftest import write_bed, write_fasta, write_manifest
 
 DATA = Path(__file__).parent / "data"

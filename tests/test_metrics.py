@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from regtracks._util import RegtracksError
-from regtracks.metrics import StreamingMetrics, category_means
+from regtracks.training.metrics import StreamingMetrics, category_means
 
 TOL = 1e-3
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from regtracks.checkpoint import load_checkpoint
 from regtracks.cli import app
-from regtracks.genome import Genome, one_hot
+from regtracks.data.genome import Genome, one_hot
 
 runner = CliRunner()
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from regtracks._util import RegtracksError
-from regtracks.markers import Marker
-from regtracks.metrics import MetricsResult, StreamingMetrics
-from regtracks.report import build_report, render_markdown, write_report
+from regtracks.data.markers import Marker
+from regtracks.training.metrics import MetricsResult, StreamingMetrics
+from regtracks.training.report import build_report, render_markdown, write_report
 
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from regtracks.checkpoint import load_checkpoint
 from regtracks.cli import app
-from regtracks.genome import Genome, one_hot
+from regtracks.data.genome import Genome, one_hot
+from regtracks.inference.saliency import saliency_region
 from regtracks.models import get_model
 from regtracks.models.layers import DenseModel
-from regtracks.saliency import saliency_region
 from tests.conftest import random_seq, write_fasta
 
 runner = CliRunner()

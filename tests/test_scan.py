@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from regtracks.genome import Genome, one_hot
-from regtracks.scan import gap_mask, plan_scan, scan_chromosome
+from regtracks.data.genome import Genome, one_hot
+from regtracks.inference.scan import gap_mask, plan_scan, scan_chromosome
 from tests.conftest import random_seq, write_fasta
 
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from regtracks.cli import app
-from regtracks.serve import make_server, parse_range, server_info
+from regtracks.tracks.serve import make_server, parse_range, server_info
 
 BLOB = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from regtracks.cli import app
 from regtracks.config import DEFAULT_SIM
-from regtracks.simulate import simulate
+from regtracks.data.simulate import simulate
 
 CFG = replace(
     DEFAULT_SIM,

@@ -154,7 +154,7 @@ def test_nan_loss_stops_and_keeps_last_good(sim_small, tmp_path, monkeypatch):
     register_model("nan_after_3", task="dense", layers=1, kind="test")(_nan_model)
     out = tmp_path / "run"
     from regtracks.config import DEFAULT_TRAIN, DataConfig
-    from regtracks.train import train
+    from regtracks.training.train import train
 
     cfg = DEFAULT_TRAIN.__class__(
         model="nan_after_3",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from regtracks._util import RegtracksError
-from regtracks.genome import Genome
-from regtracks.twobit import _write, read_2bit_sizes, write_2bit
+from regtracks.data.genome import Genome
+from regtracks.tracks.twobit import _write, read_2bit_sizes, write_2bit
 
 py2bit = pytest.importorskip("py2bit")
 

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from regtracks._util import RegtracksError
 from regtracks.cli import app
-from regtracks.genome import Genome, encode, one_hot
+from regtracks.data.genome import Genome, encode, one_hot
+from regtracks.inference.variants import read_vcf, variant_effects
 from regtracks.models import get_model
-from regtracks.variants import read_vcf, variant_effects
 from tests.conftest import random_seq, write_fasta, write_text
 from tests.test_saliency import LinearConv
 

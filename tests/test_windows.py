@@ -5,8 +5,8 @@ import pytest
 
 from regtracks._util import RegtracksError
 from regtracks.config import DEFAULT_DATA
-from regtracks.genome import Genome
-from regtracks.windows import dense_windows
+from regtracks.data.genome import Genome
+from regtracks.data.windows import dense_windows
 from tests.conftest import random_seq, write_fasta
 
 

@@ -26,7 +26,7 @@ from regtracks.config import (
     SPLITS,
     DataConfig,
 )
-from regtracks.labels import IntervalIndex, bin_positives
+from regtracks.data.labels import IntervalIndex, bin_positives
 
 __all__ = ["Samples", "SplitInfo", "dense_windows", "sequence_samples", "assign_splits"]
 

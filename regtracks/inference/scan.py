@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from regtracks._util import RegtracksError
-from regtracks.datasets import one_hot_torch
+from regtracks.data.datasets import one_hot_torch
 
 __all__ = ["ScanPlan", "plan_scan", "scan_chromosome", "gap_mask"]
 

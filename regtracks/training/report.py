@@ -2,7 +2,7 @@
 
 Contract
 --------
-:func:`build_report` turns a :class:`~regtracks.metrics.MetricsResult` and the marker table
+:func:`build_report` turns a :class:`~regtracks.training.metrics.MetricsResult` and the marker table
 into a JSON-safe dict (NaN becomes ``null``)::
 
     {
@@ -39,7 +39,7 @@ import numpy as np
 
 from regtracks._util import RegtracksError, atomic_path, write_text_atomic
 from regtracks.config import CATEGORIES, CATEGORY_COLORS
-from regtracks.metrics import MetricsResult, category_means
+from regtracks.training.metrics import MetricsResult, category_means
 
 __all__ = ["build_report", "write_report", "render_markdown"]
 
@@ -104,7 +104,7 @@ def build_report(
     Parameters
     ----------
     metrics_result : MetricsResult
-        From :meth:`regtracks.metrics.StreamingMetrics.compute`; ``M`` markers.
+        From :meth:`regtracks.training.metrics.StreamingMetrics.compute`; ``M`` markers.
     markers : MarkerSet, sequence of Marker, of (name, category) pairs or of dicts
         The ``M`` markers, in the order of the logits' channels.
     split : str
@@ -337,8 +337,8 @@ def write_report(
         Created if missing; files of an earlier report are replaced.
     curves : StreamingMetrics or mapping, optional
         PR curves to draw: the metrics object itself, or ``{marker name: (precision,
-        recall)}`` (arrays as :meth:`~regtracks.metrics.StreamingMetrics.pr_curve` returns).
-        ``None``: no figures.
+        recall)}`` (arrays as :meth:`~regtracks.training.metrics.StreamingMetrics.pr_curve`
+        returns). ``None``: no figures.
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """UCSC ``.2bit`` genome files: a streaming writer and a minimal reader of the sizes.
 
 An assembly hub needs the genome as ``.2bit``. :func:`write_2bit` writes it from a FASTA
-(through :class:`regtracks.genome.Genome`), one chromosome at a time, in pieces of ``chunk``
+(through :class:`regtracks.data.genome.Genome`), one chromosome at a time, in pieces of ``chunk``
 bases: memory beyond the packed chromosome being written (a quarter byte a base) is constant.
 The file is written under a temporary name and renamed when complete.
 
@@ -90,7 +90,7 @@ def write_2bit(
     Parameters
     ----------
     genome_or_fasta : Genome or str or Path
-        A :class:`regtracks.genome.Genome`, or a FASTA path opened as one.
+        A :class:`regtracks.data.genome.Genome`, or a FASTA path opened as one.
     path : str or Path
         Output ``.2bit`` file.
     chunk : int
@@ -108,7 +108,7 @@ def write_2bit(
         Missing or unreadable FASTA, a sequence name longer than 255 bytes or not ASCII, a
         sequence of 4 Gbp or more, a FASTA whose sequence is shorter than its index says.
     """
-    from regtracks.genome import Genome
+    from regtracks.data.genome import Genome
 
     genome = genome_or_fasta if isinstance(genome_or_fasta, Genome) else Genome(genome_or_fasta)
     chunk = max(4, -(-int(chunk) // 4) * 4)

@@ -40,7 +40,7 @@ import numpy as np
 
 from regtracks._util import RegtracksError, atomic_path, write_text_atomic
 from regtracks.config import CATEGORY_COLORS, DEFAULT_SIM, SimConfig
-from regtracks.genome import write_fasta_record
+from regtracks.data.genome import write_fasta_record
 
 __all__ = ["simulate", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
 
@@ -441,7 +441,7 @@ def simulate(
     }  # fmt: skip
     write_text_atomic(out / "simulation.json", json.dumps(info, indent=1) + "\n")
     write_text_atomic(out / "markers.tsv", "\n".join(rows) + "\n")
-    from regtracks.genome import Genome
+    from regtracks.data.genome import Genome
 
     Genome(out / "genome.fa")  # builds genome.fa.fai
     return SimResult(

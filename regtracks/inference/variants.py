@@ -36,8 +36,8 @@ import torch
 
 from regtracks._util import RegtracksError, atomic_path, open_text
 from regtracks.config import DEFAULT_VARIANTS, VariantDefaults
-from regtracks.datasets import one_hot_torch
-from regtracks.genome import encode
+from regtracks.data.datasets import one_hot_torch
+from regtracks.data.genome import encode
 
 __all__ = ["Variant", "read_vcf", "variant_effects", "score_variants", "VariantResult"]
 
@@ -239,14 +239,14 @@ def score_variants(
     radius : int
         Bases scored on each side of the variant.
     batch_size, device, precision, which
-        As for :func:`regtracks.predict.predict`.
+        As for :func:`regtracks.inference.predict.predict`.
     progress : callable, optional
         ``progress(done, total, label)`` per batch of alleles.
     """
     import time
 
     from regtracks.checkpoint import load_dense
-    from regtracks.train import autocast_dtype, resolve_device
+    from regtracks.training.train import autocast_dtype, resolve_device
 
     t0 = time.perf_counter()
     if radius < 0:

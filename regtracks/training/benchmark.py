@@ -157,10 +157,9 @@ def benchmark(
         values may be strings (converted to the defaults' types).
     progress : callable, optional
         ``progress(event: dict)``: ``model`` / ``config`` / ``skip`` events and the training
-        events of :func:`regtracks.train.train`.
+        events of :func:`regtracks.training.train.train`.
     """
-    from regtracks.data import prepare
-    from regtracks.evaluate import evaluate
+    from regtracks.data.prepare import prepare
     from regtracks.models import (
         coerce_hparams,
         count_params,
@@ -169,7 +168,8 @@ def benchmark(
         model_hparams,
         model_info,
     )
-    from regtracks.train import train
+    from regtracks.training.evaluate import evaluate
+    from regtracks.training.train import train
 
     available = list_models(task)
     models = models or available

@@ -14,11 +14,11 @@ base), is reduced per base to
 * ``norm``: ``||G[b, :]||_2``, the paper's "norm of the error to the inputs".
 
 Exactness: ``S`` is a sum, so its gradient is the sum of the gradients of the sums over the
-kept cores of the scanning windows (:func:`regtracks.scan.plan_scan`). With margins covering
-the receptive field, each window computes its core's logits exactly as the whole chromosome
-would, so the stitched gradient equals the one-long-input gradient (tested against one long
-input and against a linear model's weights by hand). Bases within one receptive field outside
-the region are influenced too; the tracks cover ``[start - margin, end + margin)`` clipped to
+kept cores of the scanning windows (:func:`regtracks.inference.scan.plan_scan`). With margins
+covering the receptive field, each window computes its core's logits exactly as the whole
+chromosome would, so the stitched gradient equals the one-long-input gradient (tested against
+one long input and against a linear model's weights by hand). Bases within one receptive field
+outside the region are influenced too; the tracks cover ``[start - margin, end + margin)`` clipped to
 the chromosome. Memory is bounded by ``chunk`` (default 1 Mbp): the region is processed chunk
 by chunk and finished bases are handed on.
 """
@@ -40,7 +40,7 @@ import torch
 from regtracks import __version__
 from regtracks._util import RegtracksError, parse_region, sha256_file
 from regtracks.config import CATEGORY_COLORS, DEFAULT_SALIENCY, SaliencyDefaults
-from regtracks.datasets import one_hot_torch
+from regtracks.data.datasets import one_hot_torch
 
 __all__ = ["saliency", "saliency_region", "SaliencyResult", "REDUCTIONS"]
 
@@ -237,16 +237,16 @@ def saliency(
     bin_size : int
         Track resolution (mean over bins); 1 = every base.
     window_len, batch_size, device, precision, which, n_procs, build, hub_options
-        As for :func:`regtracks.predict.predict`; ``precision`` defaults to fp32.
+        As for :func:`regtracks.inference.predict.predict`; ``precision`` defaults to fp32.
     progress : callable, optional
         ``progress(done_bp, total_bp, label)``.
     """
-    from regtracks.bigwig import BigWigWriter
     from regtracks.checkpoint import load_dense
-    from regtracks.hub import build_hub, update_manifest
-    from regtracks.predict import _check_writable, test_pr_auc, track_name
-    from regtracks.scan import plan_scan
-    from regtracks.train import autocast_dtype, resolve_device
+    from regtracks.inference.predict import _check_writable, test_pr_auc, track_name
+    from regtracks.inference.scan import plan_scan
+    from regtracks.tracks.bigwig import BigWigWriter
+    from regtracks.tracks.hub import build_hub, update_manifest
+    from regtracks.training.train import autocast_dtype, resolve_device
 
     t0 = time.perf_counter()
     if reduce not in REDUCTIONS:

@@ -2,11 +2,11 @@
 
 Tensor contract: the model maps ``(N, 4, L)`` to ``(N, M, L)`` logits (dense) or ``(N, 4, 1000)``
 to ``(N, M)`` (sequence); labels have the logits' shape. Scores stream into per-marker
-histograms on the device (:class:`regtracks.metrics.StreamingMetrics`); nothing else is kept,
-so a whole split of billions of scores costs a few hundred MB at most.
+histograms on the device (:class:`regtracks.training.metrics.StreamingMetrics`); nothing else is
+kept, so a whole split of billions of scores costs a few hundred MB at most.
 
 ``evaluate(RUN, split="test")`` writes ``RUN/evaluate/<split>/report.json``, ``report.md`` and
-``pr_<category>.png`` (see :mod:`regtracks.report`).
+``pr_<category>.png`` (see :mod:`regtracks.training.report`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def evaluate_loader(
     model : nn.Module
         In eval mode, on ``device``.
     loader : DataLoader
-        Yields :class:`regtracks.datasets.DenseBatch` (codes + interval rows or labels).
+        Yields :class:`regtracks.data.datasets.DenseBatch` (codes + interval rows or labels).
     n_markers : int
     device : torch.device
     amp : torch.dtype, optional
@@ -52,8 +52,8 @@ def evaluate_loader(
     progress : callable, optional
         ``progress(done_batches, total_batches)``.
     """
-    from regtracks.datasets import to_device
-    from regtracks.metrics import StreamingMetrics
+    from regtracks.data.datasets import to_device
+    from regtracks.training.metrics import StreamingMetrics
 
     sm = StreamingMetrics(n_markers, device=device)
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
@@ -118,9 +118,9 @@ def evaluate(
         The report (as written to ``report.json``).
     """
     from regtracks.checkpoint import find_checkpoint, load_checkpoint
-    from regtracks.data import prepare
-    from regtracks.report import build_report, write_report
-    from regtracks.train import (
+    from regtracks.data.prepare import prepare
+    from regtracks.training.report import build_report, write_report
+    from regtracks.training.train import (
         DistEnv,
         ShardSampler,
         autocast_dtype,

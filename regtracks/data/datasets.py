@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from regtracks.genome import Genome
-from regtracks.labels import IntervalIndex, dense_labels_torch, rows_to_dense
-from regtracks.windows import Samples
+from regtracks._util import RegtracksError
+from regtracks.data.genome import Genome
+from regtracks.data.labels import IntervalIndex, dense_labels_torch, rows_to_dense
+from regtracks.data.windows import Samples
 
 __all__ = [
     "DenseDataset",
@@ -36,6 +37,7 @@ __all__ = [
     "collate_sequence",
     "to_device",
     "one_hot_torch",
+    "shift_bounds",
 ]
 
 _COMP = torch.tensor([0, 4, 3, 2, 1], dtype=torch.uint8)
@@ -47,12 +49,66 @@ def one_hot_torch(codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> to
     return eye[codes.long()].transpose(1, 2).contiguous()
 
 
-def _rc_coin(seed: int, epoch: int, i: int) -> bool:
-    return bool(np.random.default_rng((seed, epoch, int(i))).random() < 0.5)
+def _draws(seed: int, epoch: int, i: int, shift_lo: int, shift_hi: int) -> tuple[bool, int]:
+    """The reverse-complement coin and the shift in ``[shift_lo, shift_hi]`` of item ``i``.
+
+    Both depend on ``(seed, epoch, i)`` alone; the coin is the generator's first draw.
+    """
+    rng = np.random.default_rng((seed, epoch, int(i)))
+    coin = bool(rng.random() < 0.5)
+    if shift_hi <= shift_lo:
+        return coin, shift_lo
+    return coin, int(rng.integers(shift_lo, shift_hi + 1))
+
+
+def shift_bounds(
+    samples: Samples, ids: np.ndarray, max_shift: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of ``ids``: how far its input may move left (<= 0) and right (>= 0).
+
+    A window may move by up to ``max_shift`` bases (at most its own length) into a neighbour
+    that is kept and in the same split, so a shifted window never reads bases of another
+    split, a dropped (N-rich or excluded) window or past its chromosome.
+    """
+    n = ids.size
+    lo = np.zeros(n, dtype=np.int64)
+    hi = np.zeros(n, dtype=np.int64)
+    m = min(int(max_shift), samples.length)
+    if m <= 0 or n == 0:
+        return lo, hi
+    key = samples.chrom_idx.astype(np.int64) * (1 << 40) + samples.start
+    order = np.argsort(key, kind="stable")
+    pos = np.empty_like(order)
+    pos[order] = np.arange(order.size)
+    L = samples.length
+
+    def neighbour(step: int) -> np.ndarray:
+        j = pos[ids] + step
+        ok = (j >= 0) & (j < order.size)
+        other = order[np.clip(j, 0, order.size - 1)]
+        return (
+            ok
+            & (samples.chrom_idx[other] == samples.chrom_idx[ids])
+            & (np.abs(samples.start[other] - samples.start[ids]) == L)
+            & (samples.split[other] == samples.split[ids])
+        )
+
+    lo[neighbour(-1)] = -m
+    hi[neighbour(+1)] = m
+    return lo, hi
 
 
 class _Base(Dataset):
-    def __init__(self, genome: Genome, samples: Samples, split: str | None, *, rc: bool, seed: int):
+    def __init__(
+        self,
+        genome: Genome,
+        samples: Samples,
+        split: str | None,
+        *,
+        rc: bool,
+        seed: int,
+        shift: int = 0,
+    ):
         self.genome = genome
         self.samples = samples
         self.split = split
@@ -60,6 +116,13 @@ class _Base(Dataset):
         self.rc = rc
         self.seed = seed
         self.epoch = 0
+        self.shift = int(shift)
+        if self.shift < 0:
+            raise RegtracksError(f"the shift augmentation must be >= 0 bp, got {shift}")
+        self.shift_lo, self.shift_hi = self._shift_bounds()
+
+    def _shift_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return shift_bounds(self.samples, self.ids, self.shift)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the augmentation draw (call before each epoch; workers see it next epoch)."""
@@ -71,9 +134,14 @@ class _Base(Dataset):
     def _codes(self, i: int) -> tuple[np.ndarray, str, int, int, bool]:
         sid = int(self.ids[i])
         chrom, start, end = self.samples.region(sid)
-        codes = self.genome.fetch(chrom, start, end)
-        flip = self.rc and _rc_coin(self.seed, self.epoch, sid)
-        return codes, chrom, start, sid, flip
+        flip, offset = False, 0
+        if self.rc or self.shift:
+            flip, offset = _draws(
+                self.seed, self.epoch, sid, int(self.shift_lo[i]), int(self.shift_hi[i])
+            )
+            flip = flip and self.rc
+        codes = self.genome.fetch(chrom, start + offset, end + offset)
+        return codes, chrom, start + offset, sid, flip
 
 
 class DenseDataset(_Base):
@@ -85,11 +153,17 @@ class DenseDataset(_Base):
     index : IntervalIndex
         Every marker's intervals.
     samples : Samples
-        Dense windows (:func:`regtracks.windows.dense_windows`).
+        Dense windows (:func:`regtracks.data.windows.dense_windows`).
     split : {"train", "valid", "test"} or None
     rc : bool
         Reverse-complement augmentation (half the items, deterministic per seed and epoch).
     seed : int
+    shift : int
+        Shift augmentation: each epoch every window moves by a random offset in
+        ``[-shift, shift]`` bases (deterministic per seed, epoch and window; at most one window
+        length, never into another split, a dropped window or past the chromosome; see
+        :func:`shift_bounds`). Labels move with the sequence. 0 (evaluation, scanning): fixed
+        tiles.
     dense_labels : bool
         Return ``y`` as an ``(M, L)`` uint8 array (numpy path) instead of interval rows.
 
@@ -108,9 +182,10 @@ class DenseDataset(_Base):
         *,
         rc: bool = False,
         seed: int = 0,
+        shift: int = 0,
         dense_labels: bool = False,
     ):
-        super().__init__(genome, samples, split, rc=rc, seed=seed)
+        super().__init__(genome, samples, split, rc=rc, seed=seed, shift=shift)
         self.index = index
         self.n_markers = index.n_markers
         self.dense_labels = dense_labels
@@ -134,7 +209,10 @@ class SequenceDataset(_Base):
     """Bins of the sequence task (paper Dataset 1, DeepSEA construction).
 
     Items: dict with ``codes`` ``(seq_len,)`` uint8, ``y`` ``(M,)`` uint8, ``index``, ``rc``.
-    Reverse complement keeps the labels (the bin is centred).
+    Reverse complement keeps the labels (the bin is centred). ``shift`` jitters the input by up
+    to that many bases each epoch (inside the chromosome); the labels of the bin are kept, as
+    the bin stays within the input's central part for any jitter well below
+    ``(seq_len - bin_size) / 2``.
     """
 
     def __init__(
@@ -146,9 +224,17 @@ class SequenceDataset(_Base):
         *,
         rc: bool = False,
         seed: int = 0,
+        shift: int = 0,
     ):
-        super().__init__(genome, samples, split, rc=rc, seed=seed)
+        super().__init__(genome, samples, split, rc=rc, seed=seed, shift=shift)
         self.n_markers = n_markers
+
+    def _shift_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        m = self.shift
+        start = self.samples.start[self.ids]
+        sizes = np.array([self.genome.sizes[c] for c in self.samples.chroms], dtype=np.int64)
+        room = sizes[self.samples.chrom_idx[self.ids]] - (start + self.samples.length)
+        return -np.minimum(m, start), np.minimum(m, np.maximum(room, 0))
 
     def __getitem__(self, i: int) -> dict:
         codes, _, _, sid, flip = self._codes(i)

@@ -14,10 +14,10 @@ import numpy as np
 
 from regtracks._util import RegtracksError, covered_bp
 from regtracks.config import DEFAULT_DATA, SPLITS, TASKS, DataConfig
-from regtracks.genome import Genome
-from regtracks.labels import IntervalIndex
-from regtracks.markers import MarkerIntervals, MarkerSet, read_bed_intervals
-from regtracks.windows import Samples, dense_windows, sequence_samples
+from regtracks.data.genome import Genome
+from regtracks.data.labels import IntervalIndex
+from regtracks.data.markers import MarkerIntervals, MarkerSet, read_bed_intervals
+from regtracks.data.windows import Samples, dense_windows, sequence_samples
 
 __all__ = ["TaskData", "prepare", "summarize", "positive_fraction"]
 

@@ -30,7 +30,8 @@ class IntervalIndex:
     Parameters
     ----------
     per_marker : list of dict chrom -> (starts, ends)
-        Merged, sorted intervals of marker ``i`` (see :class:`regtracks.markers.MarkerIntervals`).
+        Merged, sorted intervals of marker ``i`` (see
+        :class:`regtracks.data.markers.MarkerIntervals`).
     """
 
     def __init__(self, per_marker: list[dict[str, tuple[np.ndarray, np.ndarray]]]):

@@ -1,8 +1,9 @@
 """Whole chromosomes -> one bigWig track per marker, listed in ``HUB/manifest.json``, + the hub.
 
 ``predict(RUN, HUB, chroms=["chr1"])`` loads the run's checkpoint, scans each chromosome with
-:func:`regtracks.scan.scan_chromosome` (probabilities binned by mean on the device) and streams
-the bins to :class:`regtracks.bigwig.BigWigWriter` (parallel writer processes, constant memory).
+:func:`regtracks.inference.scan.scan_chromosome` (probabilities binned by mean on the device)
+and streams the bins to :class:`regtracks.tracks.bigwig.BigWigWriter` (parallel writer
+processes, constant memory).
 Tracks are ``HUB/tracks/pred_<marker>.bw``; every file's header lists the genome's chromosomes in
 FASTA order; chromosomes not predicted simply carry no data. Files appear under their final name
 only when complete.
@@ -58,7 +59,7 @@ def test_pr_auc(run_dir: Path) -> dict[str, float]:
     """Per-marker test PR-AUC from ``RUN/evaluate/test/report.json`` (empty when not evaluated)."""
     import json
 
-    from regtracks.evaluate import report_dir
+    from regtracks.training.evaluate import report_dir
 
     path = report_dir(run_dir, "test") / "report.json"
     if not path.is_file():
@@ -122,7 +123,7 @@ def predict(
     bin_size : int
         Track resolution in bp (1 allowed).
     window_len : int, optional
-        Model input length (default: see :func:`regtracks.scan.plan_scan`).
+        Model input length (default: see :func:`regtracks.inference.scan.plan_scan`).
     batch_size : int
         Windows per forward pass.
     device, precision : str
@@ -138,15 +139,16 @@ def predict(
     build : bool
         Write the UCSC hub and IGV files after the tracks.
     hub_options : dict, optional
-        Keyword arguments of :func:`regtracks.hub.build_hub` (``one_file``, ``genome_name``, ...).
+        Keyword arguments of :func:`regtracks.tracks.hub.build_hub` (``one_file``, ``genome_name``,
+        ...).
     progress : callable, optional
         ``progress(done_bp, total_bp, label)``.
     """
-    from regtracks.bigwig import BigWigWriter, is_complete
     from regtracks.checkpoint import load_dense
-    from regtracks.hub import build_hub, load_manifest, update_manifest
-    from regtracks.scan import plan_scan, scan_chromosome
-    from regtracks.train import autocast_dtype, resolve_device
+    from regtracks.inference.scan import plan_scan, scan_chromosome
+    from regtracks.tracks.bigwig import BigWigWriter, is_complete
+    from regtracks.tracks.hub import build_hub, load_manifest, update_manifest
+    from regtracks.training.train import autocast_dtype, resolve_device
 
     t_start = time.perf_counter()
     if batch_size < 1:

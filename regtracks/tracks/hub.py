@@ -31,7 +31,7 @@ A *hub folder* ``HUB/`` holds bigWig tracks (``HUB/tracks/*.bw``, written by ``p
     ``autoscale``, ``windowFunction`` itself: predictions 0-1 as in UCSC, saliency autoscaled
     per group;
 
-* checks a hub (:func:`check_hub`, implemented in :mod:`regtracks.hubcheck`) as UCSC's
+* checks a hub (:func:`check_hub`, implemented in :mod:`regtracks.tracks.hubcheck`) as UCSC's
   ``hubCheck`` does for hub text, and its data files.
 
 Coordinates are 0-based half-open inside the code; ``defaultPos`` and IGV loci are written
@@ -55,7 +55,7 @@ from xml.sax.saxutils import quoteattr
 
 from regtracks._util import RegtracksError, atomic_path, natural_key, write_text_atomic
 from regtracks.config import CATEGORIES, CATEGORY_COLORS, DEFAULT_HUB, HubDefaults
-from regtracks.twobit import read_2bit_sizes  # re-exported: hub checks read 2bit headers
+from regtracks.tracks.twobit import read_2bit_sizes  # re-exported: hub checks read 2bit headers
 
 __all__ = [
     "MANIFEST_NAME",
@@ -263,14 +263,9 @@ def update_manifest(hub_dir: str | os.PathLike, genome_info: dict, tracks: Seque
 # 2bit
 # =============================================================================================
 def _default_write_2bit(fasta: Path, out: Path) -> None:
-    """Write ``fasta`` as a 2bit file with :func:`regtracks.twobit.write_2bit`."""
-    try:
-        from regtracks.twobit import write_2bit
-    except ImportError:  # pragma: no cover - regtracks.twobit ships with regtracks
-        raise RegtracksError(
-            "this regtracks has no 2bit writer (regtracks.twobit); cannot build an assembly hub"
-        ) from None
-    from regtracks.genome import Genome
+    """Write ``fasta`` as a 2bit file with :func:`regtracks.tracks.twobit.write_2bit`."""
+    from regtracks.data.genome import Genome
+    from regtracks.tracks.twobit import write_2bit
 
     write_2bit(Genome(fasta), out)
 
@@ -356,8 +351,9 @@ def _fmt_num(x: float) -> str:
 
 
 def _templates_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for cand in (here / "hub_templates", here.parent / "hub_templates"):
+    here = Path(__file__).resolve().parent  # regtracks/tracks
+    # a wheel holds regtracks/hub_templates; a source checkout has them at its top
+    for cand in (here.parent / "hub_templates", here.parent.parent / "hub_templates"):
         if cand.is_dir():
             return cand
     raise RegtracksError(f"hub_templates not found beside {here} (broken installation)")
@@ -894,8 +890,8 @@ def build_hub(
     email : str, optional
         Contact e-mail of ``hub.txt`` (recorded in the manifest).
     write_2bit : callable, optional
-        ``write_2bit(fasta_path, out_path)``; default :func:`regtracks.twobit.write_2bit`. The
-        result is read back and compared with the manifest's chromosome sizes.
+        ``write_2bit(fasta_path, out_path)``; default :func:`regtracks.tracks.twobit.write_2bit`.
+        The result is read back and compared with the manifest's chromosome sizes.
     cfg : HubDefaults
         Label limits, facet threshold, colours, ...
 
@@ -1046,7 +1042,7 @@ def build_hub(
 
 
 def check_hub(hub_dir: str | os.PathLike, *, cfg: HubDefaults = DEFAULT_HUB):
-    """Check a hub; see :func:`regtracks.hubcheck.check_hub`."""
-    from regtracks.hubcheck import check_hub as _check
+    """Check a hub; see :func:`regtracks.tracks.hubcheck.check_hub`."""
+    from regtracks.tracks.hubcheck import check_hub as _check
 
     return _check(hub_dir, cfg=cfg)

@@ -1,7 +1,7 @@
 """Training loop: one model, one task, on CPU, one GPU or many (torchrun + DDP).
 
 Tensor contract: batches arrive as base codes and interval rows;
-:func:`regtracks.datasets.to_device` builds ``x`` ``(N, 4, L)`` and ``y`` ``(N, M, L)`` (dense)
+:func:`regtracks.data.datasets.to_device` builds ``x`` ``(N, 4, L)`` and ``y`` ``(N, M, L)`` (dense)
 or ``(N, M)`` (sequence) on the device; the model gives logits of ``y``'s shape. The loss is
 the binary cross-entropy averaged over every position and marker (for the ID-CNN, averaged
 over its passes as well).
@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Sampler
 from regtracks._util import RegtracksError
 from regtracks.checkpoint import base_checkpoint, load_checkpoint, save_checkpoint
 from regtracks.config import DEFAULT_DATA, DEFAULT_TRAIN, DataConfig, TrainConfig
-from regtracks.data import TaskData, prepare
+from regtracks.data.prepare import TaskData, prepare
 
 __all__ = ["train", "TrainResult", "resolve_device", "autocast_dtype", "DistEnv"]
 
@@ -152,13 +152,19 @@ class ShardSampler(Sampler[int]):
         return len(range(self.dist.rank, self.n, self.dist.world))
 
 
-def make_dataset(td: TaskData, split: str, *, rc: bool = False, seed: int = 0):
+def make_dataset(td: TaskData, split: str, *, rc: bool = False, seed: int = 0, shift: int = 0):
     """The dataset of one split and the collate function of the task."""
-    from regtracks.datasets import DenseDataset, SequenceDataset, collate_dense, collate_sequence
+    from regtracks.data.datasets import (
+        DenseDataset,
+        SequenceDataset,
+        collate_dense,
+        collate_sequence,
+    )
 
+    kw = {"rc": rc, "seed": seed, "shift": shift}
     if td.task == "dense":
-        return DenseDataset(td.genome, td.index, td.samples, split, rc=rc, seed=seed), collate_dense
-    ds = SequenceDataset(td.genome, td.samples, td.n_markers, split, rc=rc, seed=seed)
+        return DenseDataset(td.genome, td.index, td.samples, split, **kw), collate_dense
+    ds = SequenceDataset(td.genome, td.samples, td.n_markers, split, **kw)
     return ds, collate_sequence
 
 
@@ -311,7 +317,7 @@ def _category_means(values, categories: list[str]) -> dict:
     """Per-category means (NaN left out) plus ``mean``: the mean over every marker."""
     import numpy as np
 
-    from regtracks.metrics import category_means
+    from regtracks.training.metrics import category_means
 
     out = category_means(values, categories)
     v = np.asarray(values, dtype=np.float64)
@@ -338,7 +344,7 @@ def train(
     Parameters
     ----------
     genome, markers : path or object
-        Genome FASTA and marker manifest (see :func:`regtracks.data.prepare`).
+        Genome FASTA and marker manifest (see :func:`regtracks.data.prepare.prepare`).
     out_dir : path
         The run folder (``best.pt``, ``last.pt``, ``metrics.jsonl``).
     cfg : TrainConfig
@@ -364,9 +370,9 @@ def train(
         Bad options, a folder holding another run, a mismatched ``--resume``, or a NaN loss
         (``last.pt`` then still holds the last good state).
     """
-    from regtracks.datasets import to_device
-    from regtracks.evaluate import evaluate_loader
+    from regtracks.data.datasets import to_device
     from regtracks.models import coerce_hparams, get_model, loss_outputs
+    from regtracks.training.evaluate import evaluate_loader
 
     dist = DistEnv.from_env()
     device = resolve_device(cfg.device, dist)
@@ -402,7 +408,7 @@ def train(
     if getattr(model, "task", cfg.task) != cfg.task:
         raise RegtracksError(f"model {cfg.model!r} is for the {model.task} task, not {cfg.task}")
     if ck is None:
-        from regtracks.data import positive_fraction
+        from regtracks.data.prepare import positive_fraction
 
         init_output_bias(model, positive_fraction(td, "train"))
     model.to(device)
@@ -418,7 +424,7 @@ def train(
         torch.set_rng_state(st["rng"]["torch"])
         if device.type == "cuda" and st["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(st["rng"]["cuda"], device)
-    train_ds, collate = make_dataset(td, "train", rc=cfg.rc, seed=cfg.seed)
+    train_ds, collate = make_dataset(td, "train", rc=cfg.rc, seed=cfg.seed, shift=cfg.shift)
     valid_ds, _ = make_dataset(td, "valid")
     if len(train_ds) == 0:
         raise RegtracksError("the training split is empty")

@@ -1,0 +1,1 @@
+"""Inference: a trained run -> whole-chromosome predictions, saliency and variant scores."""

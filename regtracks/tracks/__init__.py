@@ -1,0 +1,1 @@
+"""Tracks: bigWig files, the UCSC hub, the IGV session and igv.js page, and a server for them."""

@@ -1,0 +1,1 @@
+"""Training: the loaders, the training loop, evaluation (PR-AUC), reports and the benchmark."""

@@ -111,7 +111,7 @@ def scan_only(ckpt: Path, genome_path: Path, out_npy: Path, args) -> tuple[float
     from regtracks.checkpoint import load_checkpoint
     from regtracks.data.genome import Genome
     from regtracks.inference.scan import plan_scan, scan_chromosome
-    from regtracks.training.train import autocast_dtype, resolve_device
+    from regtracks.runtime import autocast_dtype, resolve_device
 
     ck = load_checkpoint(ckpt)
     dev = resolve_device(args.device)

@@ -70,12 +70,117 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
         torch.save(ckpt, tmp)
 
 
+_REQUIRED = {
+    "task": str,
+    "model": dict,
+    "state_dict": dict,
+    "markers": list,
+    "genome": dict,
+    "data": dict,
+}
+
+
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint with convenience accessors (``raw`` is the dict itself)."""
+    """A loaded checkpoint. Its accessors are the only code that reads the dict's keys
+    (``raw``, kept for this module): the rest of regtracks asks the checkpoint."""
 
     path: Path
     raw: dict
+
+    @property
+    def n_markers(self) -> int:
+        return len(self.raw["markers"])
+
+    @property
+    def marker_table(self) -> list[tuple[str, str]]:
+        """``(name, category)`` of every marker, in output order."""
+        return [(m["name"], m["category"]) for m in self.raw["markers"]]
+
+    @property
+    def train_window(self) -> int:
+        """The dense-task window length the model was trained on (bp)."""
+        return int(self.raw["data"]["window_len"])
+
+    @property
+    def receptive_field(self) -> int | None:
+        """As recorded at training (``None``: the whole input)."""
+        rf = self.raw["model"].get("receptive_field")
+        return None if rf is None else int(rf)
+
+    @property
+    def stride(self) -> int:
+        return int(self.raw["model"].get("stride", 1) or 1)
+
+    @property
+    def exclude(self) -> str | None:
+        """Path of the exclude BED used at training, or None."""
+        return self.raw.get("exclude")
+
+    @property
+    def split_record(self) -> dict:
+        """``{"mode", "chroms", "auto", "seed"}`` of the training split."""
+        return dict(self.raw.get("split") or {})
+
+    @property
+    def step(self) -> int | None:
+        """Optimizer steps behind these weights."""
+        return self.raw.get("metrics", {}).get("step")
+
+    @property
+    def metrics(self) -> dict:
+        """``{"step", "epoch", "valid", "best", "best_step"}`` at the time of writing."""
+        return dict(self.raw.get("metrics") or {})
+
+    @property
+    def train_options(self) -> dict:
+        """The training options (:class:`~regtracks.config.TrainConfig` as a dict)."""
+        return dict(self.raw.get("train") or {})
+
+    def check_continues(self, *, task: str, model: str, hparams: dict, markers, genome,
+                        window_len: int) -> None:  # fmt: skip
+        """Raise unless a run with these settings continues this (``last.pt``) checkpoint."""
+        if self.task != task:
+            raise RegtracksError(f"--resume: the run is task {self.task!r}, not {task!r}")
+        if self.model_name != model:
+            raise RegtracksError(f"--resume: the run trains {self.model_name!r}, not {model!r}")
+        recorded = self.hparams
+        differ = {k: v for k, v in hparams.items() if recorded.get(k) != v}
+        if differ:
+            k, v = next(iter(differ.items()))
+            raise RegtracksError(
+                f"--resume: --hparam {k}={v} differs from the run's {k}={recorded.get(k)!r}"
+            )
+        had = self.marker_table
+        now = [(m.name, m.category) for m in markers]
+        if had != now:
+            diff = next((i for i, (a, b) in enumerate(zip(had, now, strict=False)) if a != b), None)
+            where = f"first difference at marker {diff + 1}" if diff is not None else "counts"
+            raise RegtracksError(
+                f"--resume: the marker table differs from the run's ({len(had)} vs "
+                f"{len(now)} markers, {where})"
+            )
+        self.check_genome(genome)
+        if task == "dense" and self.train_window != window_len:
+            raise RegtracksError(
+                f"--resume: the run used --window-len {self.train_window}, not {window_len}"
+            )
+
+    def restore_training(self, model, optimizer, state: dict, device) -> None:
+        """Load weights, optimizer, loop state and RNG of a ``last.pt`` into a new run."""
+        import torch
+
+        st = self.raw.get("state")
+        if not isinstance(st, dict):
+            raise RegtracksError(f"{self.path}: holds no training state (not a last.pt)")
+        model.load_state_dict(self.raw["state_dict"])
+        optimizer.load_state_dict(st["optimizer"])
+        for k in state:
+            if k in st:
+                state[k] = st[k]
+        torch.set_rng_state(st["rng"]["torch"])
+        if getattr(device, "type", str(device)) == "cuda" and st["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(st["rng"]["cuda"], device)
 
     @property
     def task(self) -> str:
@@ -106,7 +211,7 @@ class Checkpoint:
         """The model in eval mode with the checkpoint's weights, on ``device``."""
         from regtracks.models import get_model
 
-        model = get_model(self.model_name, n_markers=len(self.raw["markers"]), **self.hparams)
+        model = get_model(self.model_name, n_markers=self.n_markers, **self.hparams)
         try:
             model.load_state_dict(self.raw["state_dict"])
         except RuntimeError as exc:
@@ -214,6 +319,10 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> Checkpoin
         raise RegtracksError(
             f"{path}: not a regtracks checkpoint (format {fmt!r}, expected {FORMAT})"
         )
+    for key, kind in _REQUIRED.items():
+        if not isinstance(raw.get(key), kind):
+            what = "lacks" if key not in raw else "has a malformed"
+            raise RegtracksError(f"{path}: damaged regtracks checkpoint ({what} {key!r} entry)")
     return Checkpoint(path=path, raw=raw)
 
 

@@ -476,7 +476,7 @@ def train(
     """Train one model of either task; resumable, on CPU, GPU or many GPUs (torchrun)."""
     from dataclasses import replace
 
-    from regtracks.training.train import DistEnv
+    from regtracks.runtime import DistEnv
     from regtracks.training.train import train as run
 
     data_cfg = data_config(

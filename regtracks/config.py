@@ -119,6 +119,8 @@ class TrainConfig:
         Windows per optimizer step and process.
     lr : float
         Adam learning rate (1e-3, as in the paper's code).
+    warmup : int
+        Steps of linear learning-rate warm-up from ``lr / warmup`` to ``lr`` (0: none).
     pos_weight : float
         Weight of positive labels in the binary cross-entropy (> 1 favours recall).
     device : str
@@ -156,6 +158,7 @@ class TrainConfig:
     max_steps: int = 0
     batch_size: int = 8
     lr: float = 1e-3
+    warmup: int = 0
     pos_weight: float = 1.0
     device: str = "auto"
     precision: str = "auto"

@@ -146,9 +146,9 @@ def predict(
     """
     from regtracks.checkpoint import load_dense
     from regtracks.inference.scan import plan_scan, scan_chromosome
+    from regtracks.runtime import autocast_dtype, resolve_device
     from regtracks.tracks.bigwig import BigWigWriter, is_complete
     from regtracks.tracks.hub import build_hub, load_manifest, update_manifest
-    from regtracks.training.train import autocast_dtype, resolve_device
 
     t_start = time.perf_counter()
     if batch_size < 1:

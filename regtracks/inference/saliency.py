@@ -18,9 +18,9 @@ kept cores of the scanning windows (:func:`regtracks.inference.scan.plan_scan`).
 covering the receptive field, each window computes its core's logits exactly as the whole
 chromosome would, so the stitched gradient equals the one-long-input gradient (tested against
 one long input and against a linear model's weights by hand). Bases within one receptive field
-outside the region are influenced too; the tracks cover ``[start - margin, end + margin)`` clipped to
-the chromosome. Memory is bounded by ``chunk`` (default 1 Mbp): the region is processed chunk
-by chunk and finished bases are handed on.
+outside the region are influenced too; the tracks cover ``[start - margin, end + margin)``
+clipped to the chromosome. Memory is bounded by ``chunk`` (default 1 Mbp): the region is
+processed chunk by chunk and finished bases are handed on.
 """
 
 from __future__ import annotations
@@ -244,9 +244,9 @@ def saliency(
     from regtracks.checkpoint import load_dense
     from regtracks.inference.predict import _check_writable, test_pr_auc, track_name
     from regtracks.inference.scan import plan_scan
+    from regtracks.runtime import autocast_dtype, resolve_device
     from regtracks.tracks.bigwig import BigWigWriter
     from regtracks.tracks.hub import build_hub, update_manifest
-    from regtracks.training.train import autocast_dtype, resolve_device
 
     t0 = time.perf_counter()
     if reduce not in REDUCTIONS:

@@ -246,7 +246,7 @@ def score_variants(
     import time
 
     from regtracks.checkpoint import load_dense
-    from regtracks.training.train import autocast_dtype, resolve_device
+    from regtracks.runtime import autocast_dtype, resolve_device
 
     t0 = time.perf_counter()
     if radius < 0:

@@ -119,15 +119,9 @@ def evaluate(
     """
     from regtracks.checkpoint import find_checkpoint, load_checkpoint
     from regtracks.data.prepare import prepare
+    from regtracks.runtime import DistEnv, autocast_dtype, resolve_device
+    from regtracks.training.loaders import ShardSampler, make_dataset, make_loader
     from regtracks.training.report import build_report, write_report
-    from regtracks.training.train import (
-        DistEnv,
-        ShardSampler,
-        autocast_dtype,
-        make_dataset,
-        make_loader,
-        resolve_device,
-    )
 
     if split not in ("train", "valid", "test"):
         raise RegtracksError(f"--split must be valid or test (or train), got {split!r}")
@@ -148,11 +142,11 @@ def evaluate(
         ):
             raise RegtracksError(f"the data passed to evaluate is not the data of {path.name}")
     else:
-        exclude = ck.raw.get("exclude")
+        exclude = ck.exclude
         if exclude and not Path(exclude).is_file():
             raise RegtracksError(f"{exclude}: exclude BED recorded in {path.name} not found")
         td = prepare(g, markers, task=ck.task, cfg=ck.data_config, exclude=exclude)
-    recorded = ck.raw.get("split", {})
+    recorded = ck.split_record
     if recorded.get("mode") == "chrom" and recorded.get("chroms") != td.samples.split_info.chroms:
         raise RegtracksError(
             f"the split rebuilt from {path.name} differs from the one it was trained on "
@@ -182,7 +176,7 @@ def evaluate(
         "windows": len(ds),
         "window_len": td.samples.length,
         "positions": int(len(ds) * (td.samples.length if td.task == "dense" else 1)),
-        "step": ck.raw.get("metrics", {}).get("step"),
+        "step": ck.step,
     }
     report = build_report(result, markers, split=split, extra=extra)
     out = Path(out_dir) if out_dir is not None else report_dir(path, split)

@@ -34,154 +34,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
 
 from regtracks._util import RegtracksError
 from regtracks.checkpoint import base_checkpoint, load_checkpoint, save_checkpoint
 from regtracks.config import DEFAULT_DATA, DEFAULT_TRAIN, DataConfig, TrainConfig
-from regtracks.data.prepare import TaskData, prepare
+from regtracks.data.datasets import to_device
+from regtracks.data.prepare import TaskData, positive_fraction, prepare
+from regtracks.runtime import DistEnv, any_rank, autocast_dtype, configure_cuda, resolve_device
+from regtracks.training.loaders import EpochSampler, ShardSampler, make_dataset, make_loader
 
-__all__ = ["train", "TrainResult", "resolve_device", "autocast_dtype", "DistEnv"]
-
-
-# -- devices and processes ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class DistEnv:
-    """Where this process stands in a torchrun job (world size 1 without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> DistEnv:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def resolve_device(name: str, dist: DistEnv = DistEnv()) -> torch.device:
-    """``auto`` -> CUDA when available; raise a one-line error for CUDA without CUDA."""
-    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise RegtracksError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RegtracksError("--device cuda, but CUDA is not available on this machine")
-        if name == "cuda":
-            return torch.device("cuda", dist.local_rank)
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (None: plain fp32)."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise RegtracksError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
-def configure_cuda() -> None:
-    """TF32 matmuls and convolutions, cuDNN autotuning."""
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
-
-
-# -- data order ---------------------------------------------------------------------------------
-class EpochSampler(Sampler[int]):
-    """Dataset positions of one epoch for one process: seeded shuffle, sharded by rank.
-
-    The order depends only on ``(seed, epoch)``; every process gets the same number of whole
-    batches (the remainder is dropped); ``skip_batches`` resumes mid-epoch.
-    """
-
-    def __init__(self, n: int, *, batch_size: int, seed: int, dist: DistEnv, shuffle: bool = True):
-        self.n, self.batch_size, self.seed, self.dist, self.shuffle = (
-            n,
-            batch_size,
-            seed,
-            dist,
-            shuffle,
-        )
-        self.epoch = 0
-        self.skip = 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.n // (self.batch_size * self.dist.world)
-
-    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
-        self.epoch, self.skip = int(epoch), int(skip_batches)
-
-    def __iter__(self):
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g)
-        else:
-            order = torch.arange(self.n)
-        order = order[: self.batches_per_epoch * self.batch_size * self.dist.world]
-        mine = order[self.dist.rank :: self.dist.world]
-        return iter(mine[self.skip * self.batch_size :].tolist())
-
-    def __len__(self) -> int:
-        return max(0, (self.batches_per_epoch - self.skip) * self.batch_size)
-
-
-class ShardSampler(Sampler[int]):
-    """Every position once, split over processes (for evaluation)."""
-
-    def __init__(self, n: int, dist: DistEnv):
-        self.n, self.dist = n, dist
-
-    def __iter__(self):
-        return iter(range(self.dist.rank, self.n, self.dist.world))
-
-    def __len__(self) -> int:
-        return len(range(self.dist.rank, self.n, self.dist.world))
-
-
-def make_dataset(td: TaskData, split: str, *, rc: bool = False, seed: int = 0, shift: int = 0):
-    """The dataset of one split and the collate function of the task."""
-    from regtracks.data.datasets import (
-        DenseDataset,
-        SequenceDataset,
-        collate_dense,
-        collate_sequence,
-    )
-
-    kw = {"rc": rc, "seed": seed, "shift": shift}
-    if td.task == "dense":
-        return DenseDataset(td.genome, td.index, td.samples, split, **kw), collate_dense
-    ds = SequenceDataset(td.genome, td.samples, td.n_markers, split, **kw)
-    return ds, collate_sequence
-
-
-def make_loader(ds, sampler, collate, *, batch_size: int, workers: int, device: torch.device):
-    """A DataLoader that prefetches, pins memory for CUDA and leaves the global RNG alone."""
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=4 if workers > 0 else None,
-        generator=torch.Generator().manual_seed(0),  # base seeds must not consume torch's RNG
-        drop_last=False,
-    )
+__all__ = ["train", "Trainer", "TrainResult", "init_output_bias"]
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -281,38 +143,6 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         raise RegtracksError(f"{out}: cannot write there ({exc.strerror})") from None
 
 
-def _check_resume(ck, cfg: TrainConfig, td: TaskData, data_cfg: DataConfig) -> None:
-    raw = ck.raw
-    if raw["task"] != cfg.task:
-        raise RegtracksError(f"--resume: the run is task {raw['task']!r}, not {cfg.task!r}")
-    if raw["model"]["name"] != cfg.model:
-        raise RegtracksError(
-            f"--resume: the run trains {raw['model']['name']!r}, not {cfg.model!r}"
-        )
-    recorded = dict(raw["model"]["hparams"])
-    differ = {k: v for k, v in cfg.hparams.items() if recorded.get(k) != v}
-    if differ:
-        k, v = next(iter(differ.items()))
-        raise RegtracksError(
-            f"--resume: --hparam {k}={v} differs from the run's {k}={recorded.get(k)!r}"
-        )
-    had = [(m["name"], m["category"]) for m in raw["markers"]]
-    now = [(m.name, m.category) for m in td.markers]
-    if had != now:
-        diff = next((i for i, (a, b) in enumerate(zip(had, now, strict=False)) if a != b), None)
-        where = f"first difference at marker {diff + 1}" if diff is not None else "different counts"
-        raise RegtracksError(
-            f"--resume: the marker table differs from the run's ({len(had)} vs {len(now)} markers, "
-            f"{where})"
-        )
-    ck.check_genome(td.genome)
-    if int(raw["data"]["window_len"]) != data_cfg.window_len and cfg.task == "dense":
-        raise RegtracksError(
-            f"--resume: the run used --window-len {raw['data']['window_len']}, "
-            f"not {data_cfg.window_len}"
-        )
-
-
 def _category_means(values, categories: list[str]) -> dict:
     """Per-category means (NaN left out) plus ``mean``: the mean over every marker."""
     import numpy as np
@@ -358,7 +188,7 @@ def train(
     task_data : TaskData, optional
         Data already prepared (the benchmark reuses it across models).
     progress : callable, optional
-        ``progress(event: dict)``; events ``start``, ``step``, ``valid``, ``end``.
+        ``progress(event: dict)``; events ``start``, ``train``, ``valid``, ``end``.
 
     Returns
     -------
@@ -370,326 +200,439 @@ def train(
         Bad options, a folder holding another run, a mismatched ``--resume``, or a NaN loss
         (``last.pt`` then still holds the last good state).
     """
-    from regtracks.data.datasets import to_device
-    from regtracks.models import coerce_hparams, get_model, loss_outputs
-    from regtracks.training.evaluate import evaluate_loader
-
-    dist = DistEnv.from_env()
-    device = resolve_device(cfg.device, dist)
-    amp = autocast_dtype(cfg.precision, device)
-    if cfg.batch_size < 1:
-        raise RegtracksError(f"--batch-size must be at least 1, got {cfg.batch_size}")
-    if cfg.epochs < 1 and cfg.max_steps < 1:
-        raise RegtracksError("nothing to do: --epochs and --max-steps are both 0")
-    if cfg.lr <= 0:
-        raise RegtracksError(f"--lr must be positive, got {cfg.lr}")
-    out = Path(out_dir)
-    if dist.is_main:
-        _check_out_dir(out, resume=resume, overwrite=overwrite)
-    if device.type == "cuda":
-        configure_cuda()
-        torch.cuda.set_device(device)
-    if dist.world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-
-    td = task_data or prepare(genome, markers, task=cfg.task, cfg=data_cfg, exclude=exclude)
-    if td.task != cfg.task:
-        raise RegtracksError(f"task data is {td.task!r}, the run is {cfg.task!r}")
-    data_cfg = td.cfg
-    M = td.n_markers
-    cfg = replace(cfg, hparams=coerce_hparams(cfg.model, dict(cfg.hparams)))
-    ck = None
-    if resume:
-        ck = load_checkpoint(out / "last.pt")
-        _check_resume(ck, cfg, td, data_cfg)
-        cfg = replace(cfg, hparams=dict(ck.raw["model"]["hparams"]))
-    torch.manual_seed(cfg.seed)
-    model = get_model(cfg.model, n_markers=M, **cfg.hparams)
-    if getattr(model, "task", cfg.task) != cfg.task:
-        raise RegtracksError(f"model {cfg.model!r} is for the {model.task} task, not {cfg.task}")
-    if ck is None:
-        from regtracks.data.prepare import positive_fraction
-
-        init_output_bias(model, positive_fraction(td, "train"))
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = {"epoch": 0, "step": 0, "step_in_epoch": 0, "best": None, "best_step": None, "bad": 0}
-    history: list[dict] = []
-    if ck is not None:
-        model.load_state_dict(ck.raw["state_dict"])
-        st = ck.raw["state"]
-        opt.load_state_dict(st["optimizer"])
-        for k in state:
-            state[k] = st[k]
-        torch.set_rng_state(st["rng"]["torch"])
-        if device.type == "cuda" and st["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(st["rng"]["cuda"], device)
-    train_ds, collate = make_dataset(td, "train", rc=cfg.rc, seed=cfg.seed, shift=cfg.shift)
-    valid_ds, _ = make_dataset(td, "valid")
-    if len(train_ds) == 0:
-        raise RegtracksError("the training split is empty")
-    sampler = EpochSampler(len(train_ds), batch_size=cfg.batch_size, seed=cfg.seed, dist=dist)
-    if sampler.batches_per_epoch == 0:
-        raise RegtracksError(
-            f"{len(train_ds)} training windows make no whole batch of {cfg.batch_size} x "
-            f"{dist.world} process(es); lower --batch-size"
-        )
-    loader = make_loader(
-        train_ds, sampler, collate, batch_size=cfg.batch_size, workers=cfg.workers, device=device
-    )
-    valid_loader = make_loader(
-        valid_ds,
-        ShardSampler(len(valid_ds), dist),
-        collate,
-        batch_size=cfg.batch_size,
-        workers=cfg.workers,
-        device=device,
-    )
-    wrapped = model
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        wrapped = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    pos_weight = torch.tensor(cfg.pos_weight, device=device)
-    categories = td.markers.categories
-    ckpt_base = base_checkpoint(
-        task=cfg.task,
-        model_name=cfg.model,
-        hparams=dict(getattr(model, "hparams", cfg.hparams)),
-        model=model,
-        markers=td.markers,
-        genome=td.genome,
+    trainer = Trainer(
+        genome,
+        markers,
+        out_dir,
+        cfg,
         data_cfg=data_cfg,
-        exclude=td.exclude_path,
-        split=td.samples.split_info.to_dict(),
-        train=asdict(cfg),
+        exclude=exclude,
+        resume=resume,
+        overwrite=overwrite,
+        task_data=task_data,
+        progress=progress,
     )
-    metrics_path = out / "metrics.jsonl"
-    if dist.is_main:
-        _trim_metrics(metrics_path, state["step"] if resume else -1)
+    return trainer.run()
 
-    def log(rec: dict) -> None:
+
+class Trainer:
+    """One training run, in the steps a reader follows: :meth:`__init__` sets up (device,
+    data, model, optimizer, resumed state), :meth:`step` is one optimizer step,
+    :meth:`validate` scores the validation split, :meth:`save` writes a checkpoint, and
+    :meth:`run` loops over epochs until a stop condition. Arguments as for :func:`train`.
+    """
+
+    def __init__(
+        self,
+        genome,
+        markers,
+        out_dir,
+        cfg: TrainConfig = DEFAULT_TRAIN,
+        *,
+        data_cfg: DataConfig = DEFAULT_DATA,
+        exclude=None,
+        resume: bool = False,
+        overwrite: bool = False,
+        task_data: TaskData | None = None,
+        progress=None,
+    ):
+        from regtracks.models import coerce_hparams, get_model
+
+        _check_options(cfg)
+        self.dist = dist = DistEnv.from_env()
+        self.device = device = resolve_device(cfg.device, dist)
+        self.amp = autocast_dtype(cfg.precision, device)
+        self.out = out = Path(out_dir)
+        self.progress = progress if dist.is_main else None
         if dist.is_main:
-            with open(metrics_path, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+            _check_out_dir(out, resume=resume, overwrite=overwrite)
+        if device.type == "cuda":
+            configure_cuda()
+            torch.cuda.set_device(device)
+        if dist.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
 
-    def save(kind: str, last_valid: dict | None) -> None:
-        if not dist.is_main:
+        td = task_data or prepare(genome, markers, task=cfg.task, cfg=data_cfg, exclude=exclude)
+        if td.task != cfg.task:
+            raise RegtracksError(f"task data is {td.task!r}, the run is {cfg.task!r}")
+        self.td = td
+        cfg = replace(cfg, hparams=coerce_hparams(cfg.model, dict(cfg.hparams)))
+        ck = None
+        if resume:
+            ck = load_checkpoint(out / "last.pt")
+            ck.check_continues(
+                task=cfg.task,
+                model=cfg.model,
+                hparams=cfg.hparams,
+                markers=td.markers,
+                genome=td.genome,
+                window_len=td.cfg.window_len,
+            )
+            cfg = replace(cfg, hparams=ck.hparams)
+        self.cfg = cfg
+
+        torch.manual_seed(cfg.seed)
+        self.model = model = get_model(cfg.model, n_markers=td.n_markers, **cfg.hparams)
+        if getattr(model, "task", cfg.task) != cfg.task:
+            raise RegtracksError(
+                f"model {cfg.model!r} is for the {model.task} task, not {cfg.task}"
+            )
+        if ck is None:
+            init_output_bias(model, positive_fraction(td, "train"))
+        model.to(device)
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.state = {
+            "epoch": 0,
+            "step": 0,
+            "step_in_epoch": 0,
+            "best": None,
+            "best_step": None,
+            "bad": 0,
+            "seconds": 0.0,
+        }
+        if ck is not None:
+            ck.restore_training(model, self.opt, self.state, device)
+
+        self.train_ds, collate = make_dataset(
+            td, "train", rc=cfg.rc, seed=cfg.seed, shift=cfg.shift
+        )
+        self.valid_ds, _ = make_dataset(td, "valid")
+        if len(self.train_ds) == 0:
+            raise RegtracksError("the training split is empty")
+        self.sampler = EpochSampler(
+            len(self.train_ds), batch_size=cfg.batch_size, seed=cfg.seed, dist=dist
+        )
+        if self.sampler.batches_per_epoch == 0:
+            raise RegtracksError(
+                f"{len(self.train_ds)} training windows make no whole batch of "
+                f"{cfg.batch_size} x {dist.world} process(es); lower --batch-size"
+            )
+        loader_kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "device": device}
+        self.loader = make_loader(self.train_ds, self.sampler, collate, **loader_kw)
+        self.valid_loader = make_loader(
+            self.valid_ds, ShardSampler(len(self.valid_ds), dist), collate, **loader_kw
+        )
+        self.wrapped = model
+        if dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = DDP(model, device_ids=ids)
+        self.pos_weight = torch.tensor(cfg.pos_weight, device=device)
+        self.ckpt_base = base_checkpoint(
+            task=cfg.task,
+            model_name=cfg.model,
+            hparams=dict(getattr(model, "hparams", cfg.hparams)),
+            model=model,
+            markers=td.markers,
+            genome=td.genome,
+            data_cfg=td.cfg,
+            exclude=td.exclude_path,
+            split=td.samples.split_info.to_dict(),
+            train=asdict(cfg),
+        )
+        self.metrics_path = out / "metrics.jsonl"
+        if dist.is_main:
+            _trim_metrics(self.metrics_path, self.state["step"] if resume else -1)
+        self.history: list[dict] = []
+        self.last_valid: dict | None = None
+        self._window = _LogWindow(device)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps this run ends at (``epochs`` and ``max_steps`` together)."""
+        cfg = self.cfg
+        total = cfg.epochs * self.sampler.batches_per_epoch
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
+        return total
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based): linear warm-up to ``cfg.lr``."""
+        w = self.cfg.warmup
+        return self.cfg.lr * min(1.0, (step + 1) / w) if w else self.cfg.lr
+
+    def _emit(self, rec: dict, *, log: bool = True) -> None:
+        if log and self.dist.is_main:
+            with open(self.metrics_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        if self.progress:
+            self.progress(rec)
+
+    # -- the steps -----------------------------------------------------------------------------
+    def step(self, batch) -> None:
+        """One optimizer step on one batch (loss averaged over positions, markers and, for
+        deep supervision, outputs)."""
+        from regtracks.models import loss_outputs
+
+        x, y = to_device(batch, self.td.n_markers, self.device)
+        with torch.autocast(
+            self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+        ):
+            outs = loss_outputs(self.wrapped, x)
+        yf = y.float()
+        loss = sum(
+            nn.functional.binary_cross_entropy_with_logits(
+                o.float(), yf, pos_weight=self.pos_weight
+            )
+            for o in outs
+        ) / len(outs)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.state["step"])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.state["step"] += 1
+        self.state["step_in_epoch"] += 1
+        self._window.add(loss.detach(), x.shape[0] * x.shape[-1])
+
+    def validate(self) -> dict | None:
+        """Validation PR-AUC / ROC-AUC: per-category means, the overall mean and per marker."""
+        from regtracks.training.evaluate import evaluate_loader
+
+        if len(self.valid_ds) == 0:
+            return None
+        self.model.eval()
+        res, _ = evaluate_loader(
+            self.model,
+            self.valid_loader,
+            n_markers=self.td.n_markers,
+            device=self.device,
+            amp=self.amp,
+            max_batches=self.cfg.max_eval_batches or None,
+            distributed=self.dist.world > 1,
+        )
+        self.model.train()
+        cats = self.td.markers.categories
+        return {
+            "pr_auc": _category_means(res.pr_auc, cats),
+            "roc_auc": _category_means(res.roc_auc, cats),
+            "pr_auc_markers": [_finite(v) for v in res.pr_auc],
+        }
+
+    def save(self, kind: str) -> None:
+        """Write ``best.pt`` (weights) or ``last.pt`` (also optimizer, RNG, data position)."""
+        if not self.dist.is_main:
             return
-        ck = dict(ckpt_base)
-        ck["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        st = self.state
+        ck = dict(self.ckpt_base)
+        ck["state_dict"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         ck["metrics"] = {
-            "step": state["step"],
-            "epoch": state["epoch"],
-            "valid": last_valid,
-            "best": state["best"],
-            "best_step": state["best_step"],
+            "step": st["step"],
+            "epoch": st["epoch"],
+            "valid": self.last_valid,
+            "best": st["best"],
+            "best_step": st["best_step"],
         }
         if kind == "last":
+            dev = self.device
             ck["state"] = {
-                **state,
-                "optimizer": opt.state_dict(),
+                **st,
+                "optimizer": self.opt.state_dict(),
                 "rng": {
                     "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                 },
             }
-        save_checkpoint(out / f"{kind}.pt", ck)
+        save_checkpoint(self.out / f"{kind}.pt", ck)
 
-    def validate() -> dict | None:
-        if len(valid_ds) == 0:
-            return None
-        model.eval()
-        res, _ = evaluate_loader(
-            model,
-            valid_loader,
-            n_markers=M,
-            device=device,
-            amp=amp,
-            max_batches=cfg.max_eval_batches or None,
-            distributed=dist.world > 1,
-        )
-        model.train()
-        return {
-            "pr_auc": _category_means(res.pr_auc, categories),
-            "roc_auc": _category_means(res.roc_auc, categories),
-        }
-
-    steps_per_epoch = sampler.batches_per_epoch
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps) if cfg.epochs else cfg.max_steps
-    if progress and dist.is_main:
-        progress(
-            {
-                "event": "start",
-                "total": total_steps,
-                "step": state["step"],
-                "steps_per_epoch": steps_per_epoch,
-                "train": len(train_ds),
-                "valid": len(valid_ds),
-                "device": str(device),
-                "precision": "bf16" if amp else "fp32",
-                "world": dist.world,
-            }
-        )
-
-    status = "finished"
-    last_valid = None
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    n_loss = 0
-    t_log = time.perf_counter()
-    wait = 0.0
-    bases = 0
-
-    def after_valid(v: dict | None) -> bool:
-        """Record a validation; save best/last; True when early stopping says stop."""
-        nonlocal last_valid
-        last_valid = v
+    def after_validation(self, v: dict | None) -> bool:
+        """Record a validation, save best / last; True when early stopping says stop."""
+        st = self.state
+        self.last_valid = v
         score = None if v is None else v["pr_auc"]["mean"]
-        improved = score is not None and (state["best"] is None or score > state["best"])
+        improved = score is not None and (st["best"] is None or score > st["best"])
         if improved or v is None:
-            state["best"], state["best_step"], state["bad"] = score, state["step"], 0
-            save("best", v)
+            st["best"], st["best_step"], st["bad"] = score, st["step"], 0
+            self.save("best")
         else:
-            state["bad"] += 1
+            st["bad"] += 1
         rec = {
             "event": "valid",
-            "step": state["step"],
-            "epoch": state["epoch"],
+            "step": st["step"],
+            "epoch": st["epoch"],
+            "seconds": round(st["seconds"], 3),
             "best": bool(improved),
         }
         if v is not None:
             rec.update(v)
-        log(rec)
-        history.append(rec)
-        save("last", v)
-        if progress and dist.is_main:
-            progress(rec)
-        return bool(cfg.patience) and state["bad"] >= cfg.patience
+        self._emit(rec)
+        self.history.append(rec)
+        self.save("last")
+        return bool(self.cfg.patience) and st["bad"] >= self.cfg.patience
 
-    def flush_log() -> None:
-        nonlocal loss_sum, n_loss, t_log, wait, bases
-        if n_loss == 0:
+    def flush_log(self) -> None:
+        """Write the training-loss line of the steps since the last one; stop on NaN."""
+        w = self._window
+        if w.n == 0:
             return
-        mean = float(loss_sum) / n_loss
+        mean, dt, bases, wait = w.take()
         if not math.isfinite(mean):
             raise RegtracksError(
-                f"the loss became {mean} near step {state['step']}; stopped. {out / 'last.pt'} "
-                "keeps the last good state; try a lower --lr or --precision fp32"
+                f"the loss became {mean} near step {self.state['step']}; stopped. "
+                f"{self.out / 'last.pt'} keeps the last good state; try a lower --lr or "
+                "--precision fp32"
             )
-        dt = time.perf_counter() - t_log
-        rec = {
-            "event": "train",
-            "step": state["step"],
-            "epoch": state["epoch"],
-            "loss": mean,
-            "bp_per_s": bases * dist.world / max(dt, 1e-9),
-            "data_wait": wait / max(dt, 1e-9),
-            "lr": cfg.lr,
-        }
-        log(rec)
-        if progress and dist.is_main:
-            progress(rec)
-        loss_sum = torch.zeros((), device=device)
-        n_loss, t_log, wait, bases = 0, time.perf_counter(), 0.0, 0
+        self._emit(
+            {
+                "event": "train",
+                "step": self.state["step"],
+                "epoch": self.state["epoch"],
+                "seconds": round(self.state["seconds"], 3),
+                "loss": mean,
+                "bp_per_s": bases * self.dist.world / max(dt, 1e-9),
+                "data_wait": wait / max(dt, 1e-9),
+                "lr": self.lr_at(max(self.state["step"] - 1, 0)),
+            }
+        )
 
-    max_epochs = cfg.epochs if cfg.epochs else 10**9
-    with _StopFlag() as stop:
-        try:
-            done = False
-            while not done and state["epoch"] < max_epochs:
-                sampler.set_epoch(state["epoch"], state["step_in_epoch"])
-                train_ds.set_epoch(state["epoch"])
-                t_wait = time.perf_counter()
-                for batch in loader:
-                    wait += time.perf_counter() - t_wait
-                    x, y = to_device(batch, M, device)
-                    with torch.autocast(
-                        device.type, dtype=amp or torch.float32, enabled=amp is not None
-                    ):
-                        outs = loss_outputs(wrapped, x)
-                    yf = y.float()
-                    loss = sum(
-                        nn.functional.binary_cross_entropy_with_logits(
-                            o.float(), yf, pos_weight=pos_weight
-                        )
-                        for o in outs
-                    ) / len(outs)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    opt.step()
-                    state["step"] += 1
-                    state["step_in_epoch"] += 1
-                    loss_sum += loss.detach()
-                    n_loss += 1
-                    bases += x.shape[0] * x.shape[-1]
-                    at_log = state["step"] % cfg.log_every == 0
-                    if at_log:
-                        flush_log()
-                    if cfg.eval_every and state["step"] % cfg.eval_every == 0:
-                        flush_log()
-                        if after_valid(validate()):
-                            status, done = "early-stopped", True
-                    elif cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
-                        flush_log()
-                        save("last", last_valid)
-                    if cfg.max_steps and state["step"] >= cfg.max_steps:
-                        status, done = ("max-steps" if status == "finished" else status), True
-                    # Ctrl-C: one process stops at once; many agree at log steps (no per-step sync)
-                    if (
-                        stop.set
-                        if dist.world == 1
-                        else at_log and _any_rank(stop.set, dist, device)
-                    ):
-                        status, done = "interrupted", True
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """Train until ``epochs`` / ``max_steps`` / early stopping / Ctrl-C; return how it ended."""
+        cfg, st, dist = self.cfg, self.state, self.dist
+        self._emit(
+            {
+                "event": "start",
+                "total": self.total_steps,
+                "step": st["step"],
+                "steps_per_epoch": self.sampler.batches_per_epoch,
+                "train": len(self.train_ds),
+                "valid": len(self.valid_ds),
+                "device": str(self.device),
+                "precision": "bf16" if self.amp else "fp32",
+                "world": dist.world,
+            },
+            log=False,
+        )
+        status = "finished"
+        self.model.train()
+        max_epochs = cfg.epochs if cfg.epochs else 10**9
+        in_step = False
+        with _StopFlag() as stop:
+            try:
+                done = False
+                while not done and st["epoch"] < max_epochs:
+                    self.sampler.set_epoch(st["epoch"], st["step_in_epoch"])
+                    self.train_ds.set_epoch(st["epoch"])
+                    self._window.start_wait()
+                    for batch in self.loader:
+                        self._window.end_wait()
+                        t0 = time.perf_counter()
+                        in_step = True
+                        self.step(batch)
+                        in_step = False
+                        st["seconds"] += time.perf_counter() - t0
+                        at_log = st["step"] % cfg.log_every == 0
+                        if at_log:
+                            self.flush_log()
+                        if cfg.eval_every and st["step"] % cfg.eval_every == 0:
+                            self.flush_log()
+                            if self.after_validation(self.validate()):
+                                status, done = "early-stopped", True
+                        elif cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
+                            self.flush_log()
+                            self.save("last")
+                        if cfg.max_steps and st["step"] >= cfg.max_steps:
+                            status = "max-steps" if status == "finished" else status
+                            done = True
+                        # Ctrl-C: one process stops at once; many agree at log steps
+                        if (
+                            stop.set
+                            if dist.world == 1
+                            else at_log and any_rank(stop.set, dist, self.device)
+                        ):
+                            status, done = "interrupted", True
+                        if done:
+                            break
+                        self._window.start_wait()
                     if done:
                         break
-                    t_wait = time.perf_counter()
-                if done:
-                    break
-                state["epoch"] += 1
-                state["step_in_epoch"] = 0
-                if not cfg.eval_every:
-                    flush_log()
-                    if after_valid(validate()):
-                        status = "early-stopped"
-                        break
-            flush_log()
-            if status == "interrupted":
-                save("last", last_valid)
-            elif not history or history[-1]["step"] != state["step"]:
-                after_valid(validate())  # the final state is always validated and saved
-        except KeyboardInterrupt:
-            status = "interrupted"
-            save("last", last_valid)
-    if dist.world > 1:
-        torch.distributed.barrier()
-    result = TrainResult(
-        run_dir=out,
-        status=status,
-        step=state["step"],
-        epoch=state["epoch"],
-        best=state["best"],
-        best_step=state["best_step"],
-        last_valid=last_valid,
-        history=history,
-    )
-    if progress and dist.is_main:
-        progress({"event": "end", "status": status, "step": state["step"], "best": state["best"]})
-    return result
+                    st["epoch"] += 1
+                    st["step_in_epoch"] = 0
+                    if not cfg.eval_every:
+                        self.flush_log()
+                        if self.after_validation(self.validate()):
+                            status = "early-stopped"
+                            break
+                self.flush_log()
+                if status == "interrupted":
+                    self.save("last")
+                elif not self.history or self.history[-1]["step"] != st["step"]:
+                    self.after_validation(self.validate())  # the final state is always saved
+            except KeyboardInterrupt:
+                # a second Ctrl-C: inside a step the weights may hold part of it, so last.pt
+                # keeps the state it was last written with; between steps it is saved
+                status = "interrupted"
+                if not in_step:
+                    self.save("last")
+        if dist.world > 1:
+            torch.distributed.barrier()
+        self._emit(
+            {"event": "end", "status": status, "step": st["step"], "best": st["best"]}, log=False
+        )
+        return TrainResult(
+            run_dir=self.out,
+            status=status,
+            step=st["step"],
+            epoch=st["epoch"],
+            best=st["best"],
+            best_step=st["best_step"],
+            last_valid=self.last_valid,
+            history=self.history,
+        )
 
 
-def _any_rank(flag: bool, dist: DistEnv, device: torch.device) -> bool:
-    """True on every process when any process saw Ctrl-C (keeps DDP processes in step)."""
-    if dist.world == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    torch.distributed.all_reduce(t)
-    return bool(t.item() > 0)
+class _LogWindow:
+    """Loss, bases and data-wait time accumulated between two ``metrics.jsonl`` lines."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss = torch.zeros((), device=self.device)
+        self.n, self.bases, self.wait = 0, 0, 0.0
+        self.t0 = time.perf_counter()
+        self._t_wait = None
+
+    def start_wait(self) -> None:
+        self._t_wait = time.perf_counter()
+
+    def end_wait(self) -> None:
+        if self._t_wait is not None:
+            self.wait += time.perf_counter() - self._t_wait
+            self._t_wait = None
+
+    def add(self, loss: torch.Tensor, bases: int) -> None:
+        self.loss += loss
+        self.n += 1
+        self.bases += bases
+
+    def take(self) -> tuple[float, float, int, float]:
+        """(mean loss, seconds, bases, data-wait seconds) of the window; starts a new one."""
+        out = (float(self.loss) / self.n, time.perf_counter() - self.t0, self.bases, self.wait)
+        self._reset()
+        return out
+
+
+def _check_options(cfg: TrainConfig) -> None:
+    if cfg.batch_size < 1:
+        raise RegtracksError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if cfg.epochs < 1 and cfg.max_steps < 1:
+        raise RegtracksError("nothing to do: --epochs and --max-steps are both 0")
+    if not cfg.lr > 0 or not math.isfinite(cfg.lr):
+        raise RegtracksError(f"--lr must be a positive number, got {cfg.lr}")
+    if cfg.warmup < 0:
+        raise RegtracksError(f"--warmup must be >= 0 steps, got {cfg.warmup}")
+
+
+def _finite(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 def _trim_metrics(path: Path, step: int) -> None:

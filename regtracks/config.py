@@ -149,6 +149,8 @@ class TrainConfig:
         Validate on at most this many batches (0: the whole validation split).
     grad_clip : float
         Clip the gradient norm (0: off).
+    tensorboard : str or None
+        Also log the ``metrics.jsonl`` records to TensorBoard in this folder.
     """
 
     task: str = "dense"
@@ -172,6 +174,7 @@ class TrainConfig:
     log_every: int = 10
     max_eval_batches: int = 0
     grad_clip: float = 0.0
+    tensorboard: str | None = None
 
 
 DEFAULT_TRAIN = TrainConfig()

@@ -20,6 +20,8 @@ Positions are 0-based; a window covers bases ``[0, L)``.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +33,6 @@ from regtracks.models.layers import (
     PositionHead,
     SameConv1d,
     Upsample,
-    check_hparams,
     pad_to_multiple,
     run_lstm,
     same_padding,
@@ -365,149 +366,132 @@ class DenseBiLSTM(DenseModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# builders (their keyword arguments are the hyperparameters; Table 4 names)
-
-_TABLE4 = """
-    Hyperparameters are the paper's Table 4: ``f1, f2, f3`` filters, ``d_hidden`` units of the
-    per-position hidden layer, ``dropout`` probability, ``bn_momentum`` = 1 - batch norm decay
-    (decay 0.9 -> 0.1), ``batch_norm`` on/off."""
+# hyperparameters (declared once, as dataclass fields; Table 4 names) and builders
 
 
-@register_model("cnn1", task="dense", layers=1, kind="CNN", paper_params=137_187)
-def cnn1(
-    *,
-    n_markers: int,
-    kernel_width: int = 10,
-    f1: int = 128,
-    d_hidden: int = 125,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-    batch_norm: bool = True,
-) -> BaseResolutionCNN:
+@dataclass(frozen=True)
+class NormParams:
+    """Shared by every dense model: per-position hidden units ``d_hidden``, ``dropout``
+    probability, ``bn_momentum`` = 1 - batch norm decay (decay 0.9 -> 0.1), ``batch_norm``."""
+
+    d_hidden: int = 125
+    dropout: float = 0.1
+    bn_momentum: float = 0.1
+    batch_norm: bool = True
+
+    def norm(self) -> dict:
+        return {"dropout": self.dropout, "bn_momentum": self.bn_momentum,
+                "batch_norm": self.batch_norm, "d_hidden": self.d_hidden}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CNN1Params(NormParams):
+    """One convolution of ``f1`` filters, ``kernel_width`` bases wide."""
+
+    kernel_width: int = 10
+    f1: int = 128
+
+
+@dataclass(frozen=True)
+class StridedParams(NormParams):
+    """``stride``-bp cells from a width-``stride`` convolution of ``f1`` filters; coarse
+    convolutions ``kernel_width`` cells wide of ``f2`` (first) and ``f3`` (others) filters."""
+
+    stride: int = 10
+    kernel_width: int = 10
+    f1: int = 128
+    f2: int = 240
+    f3: int = 50
+
+
+@dataclass(frozen=True)
+class CNN3Params(StridedParams):
+    f2: int = 120
+
+
+@dataclass(frozen=True)
+class DilatedParams(StridedParams):
+    """Plus ``pool`` (stride-1 max pooling, 0: none), ``residual`` and the ``dilations``."""
+
+    pool: int = 0
+    residual: bool = False
+    dilations: str = ",".join(map(str, DILATIONS))
+
+
+@dataclass(frozen=True)
+class IDCNNParams(NormParams):
+    """A width-``first_width`` base-resolution convolution of ``f1`` filters, then
+    ``n_passes`` passes of one block (stride ``stride``, filters ``f2, f3``)."""
+
+    first_width: int = 20
+    stride: int = 20
+    kernel_width: int = 10
+    f1: int = 50
+    f2: int = 240
+    f3: int = 80
+    n_passes: int = 3
+
+
+@dataclass(frozen=True)
+class BiLSTMParams(NormParams):
+    """Stride-``stride`` convolution of ``f1`` filters, LSTM state ``f2``, ``f3`` up-filters."""
+
+    stride: int = 20
+    f1: int = 128
+    f2: int = 80
+    f3: int = 128
+    d_hidden: int = 200
+
+
+@register_model("cnn1", task="dense", layers=1, kind="CNN", paper_params=137_187, params=CNN1Params)
+def cnn1(n_markers: int, hp: CNN1Params) -> BaseResolutionCNN:
     """One width-10 convolution at base resolution (receptive field 10 bp)."""
-    check_hparams("cnn1", kernel_width=kernel_width, f1=f1, d_hidden=d_hidden,
-                  dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm)  # fmt: skip
-    return BaseResolutionCNN(
-        n_markers, kernel_width=kernel_width, f1=f1, d_hidden=d_hidden, dropout=dropout,
-        bn_momentum=bn_momentum, batch_norm=batch_norm,
-    )  # fmt: skip
+    return BaseResolutionCNN(n_markers, kernel_width=hp.kernel_width, f1=hp.f1, **hp.norm())
 
 
-@register_model("cnn3", task="dense", layers=3, kind="CNN", paper_params=341_803)
-def cnn3(
-    *,
-    n_markers: int,
-    stride: int = 10,
-    kernel_width: int = 10,
-    f1: int = 128,
-    f2: int = 120,
-    f3: int = 50,
-    d_hidden: int = 125,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-    batch_norm: bool = True,
-) -> StridedCNN:
+def _strided(n_markers: int, hp: StridedParams, rates, **kw) -> StridedCNN:
+    """``StridedCNN`` with coarse convolutions at ``rates`` (``f2`` filters, then ``f3``)."""
+    chans = [hp.f2] + [hp.f3] * (len(rates) - 1)
+    pools = kw.pop("pools", [0] * len(rates))
+    layers = [(c, hp.kernel_width, d, p) for c, d, p in zip(chans, rates, pools, strict=True)]
+    return StridedCNN(n_markers, stride=hp.stride, layers=layers, f1=hp.f1, f_up=hp.f3,
+                      **hp.norm(), **kw)  # fmt: skip
+
+
+@register_model("cnn3", task="dense", layers=3, kind="CNN", paper_params=341_803, params=CNN3Params)
+def cnn3(n_markers: int, hp: CNN3Params) -> StridedCNN:
     """Stride-10 conv, one width-10 conv at 10 bp, transposed conv (receptive field 100 bp)."""
-    check_hparams("cnn3", stride=stride, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
-                  d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum,
-                  batch_norm=batch_norm)  # fmt: skip
-    return StridedCNN(
-        n_markers, stride=stride, layers=[(f2, kernel_width, 1, 0)], f1=f1, f_up=f3,
-        d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm,
-    )  # fmt: skip
+    return _strided(n_markers, hp, [1])
 
 
-@register_model("cnn7", task="dense", layers=7, kind="CNN", paper_params=656_363)
-def cnn7(
-    *,
-    n_markers: int,
-    stride: int = 10,
-    kernel_width: int = 10,
-    f1: int = 128,
-    f2: int = 240,
-    f3: int = 50,
-    d_hidden: int = 125,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-    batch_norm: bool = True,
-) -> StridedCNN:
+@register_model(
+    "cnn7", task="dense", layers=7, kind="CNN", paper_params=656_363, params=StridedParams
+)
+def cnn7(n_markers: int, hp: StridedParams) -> StridedCNN:
     """Stride-10 conv, five width-10 convs at 10 bp, transposed conv (receptive field 460 bp)."""
-    check_hparams("cnn7", stride=stride, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
-                  d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum,
-                  batch_norm=batch_norm)  # fmt: skip
-    layers = [(f2, kernel_width, 1, 0)] + [(f3, kernel_width, 1, 0)] * 4
-    return StridedCNN(
-        n_markers, stride=stride, layers=layers, f1=f1, f_up=f3, d_hidden=d_hidden,
-        dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm,
-    )  # fmt: skip
+    return _strided(n_markers, hp, [1] * 5)
 
 
-@register_model("idcnn", task="dense", layers=15, kind="Dilated", paper_params=635_739)
-def idcnn(
-    *,
-    n_markers: int,
-    first_width: int = 20,
-    stride: int = 20,
-    kernel_width: int = 10,
-    f1: int = 50,
-    f2: int = 240,
-    f3: int = 80,
-    d_hidden: int = 125,
-    n_passes: int = 3,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-    batch_norm: bool = True,
-) -> IDCNN:
+@register_model(
+    "idcnn", task="dense", layers=15, kind="Dilated", paper_params=635_739, params=IDCNNParams
+)
+def idcnn(n_markers: int, hp: IDCNNParams) -> IDCNN:
     """ID-CNN: three passes of one weight-shared dilated block, every pass in the loss."""
-    check_hparams("idcnn", first_width=first_width, stride=stride, kernel_width=kernel_width,
-                  f1=f1, f2=f2, f3=f3, d_hidden=d_hidden, n_passes=n_passes, dropout=dropout,
-                  bn_momentum=bn_momentum, batch_norm=batch_norm)  # fmt: skip
-    return IDCNN(
-        n_markers, first_width=first_width, stride=stride, kernel_width=kernel_width, f1=f1,
-        f2=f2, f3=f3, d_hidden=d_hidden, n_passes=n_passes, dropout=dropout,
-        bn_momentum=bn_momentum, batch_norm=batch_norm,
-    )  # fmt: skip
+    return IDCNN(n_markers, **asdict(hp))
 
 
-@register_model("bilstm", task="dense", layers=4, kind="Bi-LSTM", paper_params=764_395)
-def bilstm(
-    *,
-    n_markers: int,
-    stride: int = 20,
-    f1: int = 128,
-    f2: int = 80,
-    f3: int = 128,
-    d_hidden: int = 200,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-    batch_norm: bool = True,
-) -> DenseBiLSTM:
+@register_model(
+    "bilstm", task="dense", layers=4, kind="Bi-LSTM", paper_params=764_395, params=BiLSTMParams
+)
+def bilstm(n_markers: int, hp: BiLSTMParams) -> DenseBiLSTM:
     """Stride-20 conv, bidirectional LSTM (state f2), transposed conv (whole-window field)."""
-    check_hparams("bilstm", stride=stride, f1=f1, f2=f2, f3=f3, d_hidden=d_hidden,
-                  dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm)  # fmt: skip
-    return DenseBiLSTM(
-        n_markers, stride=stride, f1=f1, f2=f2, f3=f3, d_hidden=d_hidden, dropout=dropout,
-        bn_momentum=bn_momentum, batch_norm=batch_norm,
-    )  # fmt: skip
+    return DenseBiLSTM(n_markers, **asdict(hp))
 
 
-@register_model("dilated", task="dense", layers=6, kind="Dilated", paper_params=631_263)
-def dilated(
-    *,
-    n_markers: int,
-    stride: int = 10,
-    kernel_width: int = 10,
-    f1: int = 128,
-    f2: int = 240,
-    f3: int = 50,
-    d_hidden: int = 125,
-    pool: int = 0,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-    batch_norm: bool = True,
-    residual: bool = False,
-    dilations: str = ",".join(map(str, DILATIONS)),
-) -> StridedCNN:
+@register_model(
+    "dilated", task="dense", layers=6, kind="Dilated", paper_params=631_263, params=DilatedParams
+)
+def dilated(n_markers: int, hp: DilatedParams) -> StridedCNN:
     """Stride-10 conv, dilated convs at rates 3, 9, 27, 81, transposed conv (10.8 kb field).
 
     ``pool > 1`` adds stride-1 max pooling of that width after the first (strided) convolution
@@ -526,24 +510,8 @@ def dilated(
 
     ``residual=True`` (not in the paper) adds each dilated layer's input to its output, through
     a 1x1 convolution where the channels change (+43,490 parameters at the defaults): a short
-    path past the long-range layers, as in ResNet and Basenji. On the synthetic genome the
-    paper's stack stays at chance for over 1,000 CPU steps, while the residual one learns in
-    300-600 (see docs/models.md). The demo and the benchmark in BENCHMARKS.md use
-    ``dilations=1,3,9,27,81, residual=True``.
+    path past the long-range layers, as in ResNet and Basenji.
     """
-    check_hparams("dilated", stride=stride, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
-                  d_hidden=d_hidden, pool=pool, dropout=dropout, bn_momentum=bn_momentum,
-                  batch_norm=batch_norm, residual=residual)  # fmt: skip
-    rates = parse_dilations("dilated", dilations)
-    chans = [f2] + [f3] * (len(rates) - 1)
-    pools = [pool if i % 2 == 0 else 0 for i in range(len(rates))]
-    layers = [(c, kernel_width, d, p) for c, d, p in zip(chans, rates, pools, strict=True)]
-    return StridedCNN(
-        n_markers, stride=stride, layers=layers, f1=f1, f_up=f3, pool_first=pool,
-        d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum, batch_norm=batch_norm,
-        residual=residual,
-    )  # fmt: skip
-
-
-for _b in (cnn1, cnn3, cnn7, idcnn, bilstm, dilated):
-    _b.__doc__ = (_b.__doc__ or "") + "\n" + _TABLE4
+    rates = parse_dilations("dilated", hp.dilations)
+    pools = [hp.pool if i % 2 == 0 else 0 for i in range(len(rates))]
+    return _strided(n_markers, hp, rates, pools=pools, pool_first=hp.pool, residual=hp.residual)

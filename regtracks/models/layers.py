@@ -271,27 +271,38 @@ class SequenceModel(nn.Module):
         return [self(x)]
 
 
-def check_hparams(model: str, **values) -> None:
-    """Raise :class:`RegtracksError` naming the first out-of-range hyperparameter.
+def check_hparams(model: str, hp) -> None:
+    """Raise :class:`RegtracksError` naming the first out-of-range hyperparameter of ``hp``.
 
-    Integers named ``f*``, ``d_hidden``, ``kernel_width``, ``stride``, ``pool``, ``seq_len``,
-    ``n_passes``, ``first_width`` must be >= 1 (``pool`` may be 0 where it means "none");
-    ``dropout`` must lie in ``[0, 1)``, ``bn_momentum`` in ``(0, 1]``.
+    ``hp`` is a hyperparameter dataclass (see :func:`~regtracks.models.register_model`); each
+    field is checked by the type of its default: booleans must be booleans, integers >= 1
+    (fields named ``pool*`` may be 0: "none"), ``dropout`` in ``[0, 1)``, ``bn_momentum`` in
+    ``(0, 1]``, other floats finite; strings are the builder's to parse.
     """
-    for key, value in values.items():
+    import dataclasses
+    import math
+
+    for f in dataclasses.fields(hp):
+        key, value, default = f.name, getattr(hp, f.name), f.default
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if key == "dropout":
-            ok = isinstance(value, (int, float)) and 0.0 <= value < 1.0
+            ok = number and 0.0 <= value < 1.0
             want = "a number in [0, 1)"
         elif key == "bn_momentum":
-            ok = isinstance(value, (int, float)) and 0.0 < value <= 1.0
+            ok = number and 0.0 < value <= 1.0
             want = "a number in (0, 1] (1 - the paper's batch norm decay)"
-        elif key in ("batch_norm", "residual"):
+        elif isinstance(default, bool):
             ok = isinstance(value, bool)
             want = "true or false"
-        else:
+        elif isinstance(default, int):
             lowest = 0 if key.startswith("pool") else 1
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= lowest
             want = f"an integer >= {lowest}"
+        elif isinstance(default, float):
+            ok = number and math.isfinite(value)
+            want = "a finite number"
+        else:
+            continue
         if not ok:
             raise RegtracksError(f"model {model}: hyperparameter {key}={value!r} must be {want}")
 

@@ -32,6 +32,7 @@ raises :class:`~regtracks._util.RegtracksError`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import inspect
 import types
@@ -77,6 +78,7 @@ class ModelSpec:
     paper_params: int | None = None
     source: str = "builtin"
     description: str = ""
+    params: type | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,15 @@ def register_model(
     paper_params: int | None = None,
     source: str | None = None,
     description: str | None = None,
+    params: type | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a builder under ``name``.
+
+    A builder is either ``builder(*, n_markers, **hparams)`` (its keyword arguments and their
+    defaults are the hyperparameters) or, with ``params`` (a frozen dataclass whose fields
+    and defaults are the hyperparameters, declared once), ``builder(n_markers, hp)`` with
+    ``hp`` an instance of it; the registry then checks every value's type and range
+    (:func:`~regtracks.models.layers.check_hparams`) before calling the builder.
 
     Parameters
     ----------
@@ -197,6 +206,8 @@ def register_model(
         plugin loads, else the builder's module.
     description : str, optional
         Defaults to the first line of the builder's docstring.
+    params : dataclass type, optional
+        The hyperparameters (see above).
 
     Returns
     -------
@@ -236,6 +247,7 @@ def register_model(
                 paper_params=paper_params,
                 source=src,
                 description=description or _first_line(builder.__doc__),
+                params=params,
             )
         )
         return builder
@@ -390,11 +402,15 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def model_hparams(name: str) -> dict[str, Any]:
-    """Hyperparameters ``name`` accepts, with their defaults (from the builder's signature).
+    """Hyperparameters ``name`` accepts, with their defaults (the fields of its ``params``
+    dataclass, or the builder's keyword arguments).
 
     ``n_markers`` is not included. A builder taking ``**kwargs`` reports only its named ones.
     """
-    sig = inspect.signature(_spec(name).builder)
+    spec = _spec(name)
+    if spec.params is not None:
+        return {f.name: f.default for f in dataclasses.fields(spec.params)}
+    sig = inspect.signature(spec.builder)
     return {
         k: p.default
         for k, p in sig.parameters.items()
@@ -402,13 +418,15 @@ def model_hparams(name: str) -> dict[str, Any]:
     }
 
 
-def _accepts_any(builder: Builder) -> bool:
-    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values())
+def _accepts_any(spec: ModelSpec) -> bool:
+    if spec.params is not None:
+        return False
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(spec.builder).parameters.values())
 
 
 def _check_keys(name: str, hparams: dict) -> None:
     valid = model_hparams(name)
-    if _accepts_any(_spec(name).builder):
+    if _accepts_any(_spec(name)):
         return
     for key in hparams:
         if key not in valid:
@@ -483,7 +501,14 @@ def get_model(name: str, *, n_markers: int, **hparams: Any):
     if isinstance(n_markers, bool) or not isinstance(n_markers, int) or n_markers < 1:
         raise RegtracksError(f"n_markers must be a positive integer, got {n_markers!r}")
     _check_keys(name, hparams)
-    model = spec.builder(n_markers=n_markers, **hparams)
+    if spec.params is not None:
+        from regtracks.models.layers import check_hparams
+
+        hp = spec.params(**hparams)
+        check_hparams(name, hp)
+        model = spec.builder(n_markers, hp)
+    else:
+        model = spec.builder(n_markers=n_markers, **hparams)
     resolved = {**model_hparams(name), **hparams}
     with contextlib.suppress(AttributeError, TypeError):
         model.model_name = name

@@ -23,11 +23,13 @@ reconstructed and how far each count is from the table:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
 
 from regtracks._util import RegtracksError
-from regtracks.models.layers import SameConv1d, SequenceModel, check_hparams, run_lstm
+from regtracks.models.layers import SameConv1d, SequenceModel, run_lstm
 from regtracks.models.registry import register_model
 
 __all__ = ["LinearModel", "ConvFC", "DanQ"]
@@ -179,127 +181,124 @@ class DanQ(SequenceModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# builders
+# hyperparameters (declared once, as dataclass fields; Table 3 names) and builders
 
 
-@register_model("lr", task="sequence", layers=0, kind="Linear", paper_params=3_676_919)
-def lr(*, n_markers: int, seq_len: int = 1000) -> LinearModel:
+@dataclass(frozen=True)
+class SeqParams:
+    """``seq_len``: the input length (1000 bp in the paper)."""
+
+    seq_len: int = 1000
+
+
+@dataclass(frozen=True)
+class FCParams(SeqParams):
+    """A fully connected hidden layer of ``d_hidden`` units, ``dropout``, ``bn_momentum``."""
+
+    d_hidden: int = 925
+    dropout: float = 0.1
+    bn_momentum: float = 0.1
+
+
+@dataclass(frozen=True)
+class DeepSEAParams(FCParams):
+    """Convolution widths and filters (``f1, f2, f3``), max-pool width."""
+
+    kernel_width: int = 8
+    f1: int = 320
+    f2: int = 480
+    f3: int = 960
+    pool: int = 4
+
+
+@dataclass(frozen=True)
+class Dilated3Params(DeepSEAParams):
+    """As DeepSEA's, plus ``dilation_base``: the dilated layers' rates are its powers."""
+
+    f1: int = 240
+    f2: int = 360
+    f3: int = 360
+    dilation_base: int = 2
+    d_hidden: int = 1500
+
+
+@dataclass(frozen=True)
+class Dilated6Params(Dilated3Params):
+    f3: int = 240
+
+
+@dataclass(frozen=True)
+class DanQParams(FCParams):
+    """Convolution (``kernel_width``, ``f1`` filters), pooling, LSTM state ``f2``."""
+
+    kernel_width: int = 26
+    f1: int = 320
+    f2: int = 320
+    pool: int = 13
+
+
+@register_model(
+    "lr", task="sequence", layers=0, kind="Linear", paper_params=3_676_919, params=SeqParams
+)
+def lr(n_markers: int, hp: SeqParams) -> LinearModel:
     """Logistic regression on the flattened one-hot input."""
-    check_hparams("lr", seq_len=seq_len)
-    return LinearModel(n_markers, seq_len=seq_len, d_hidden=None)
+    return LinearModel(n_markers, seq_len=hp.seq_len, d_hidden=None)
 
 
-@register_model("ff", task="sequence", layers=1, kind="Fully", paper_params=4_551_919)
-def ff(
-    *,
-    n_markers: int,
-    seq_len: int = 1000,
-    d_hidden: int = 925,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-) -> LinearModel:
+@register_model(
+    "ff", task="sequence", layers=1, kind="Fully", paper_params=4_551_919, params=FCParams
+)
+def ff(n_markers: int, hp: FCParams) -> LinearModel:
     """Feed-forward network: one fully connected hidden layer on the flattened input."""
-    check_hparams("ff", seq_len=seq_len, d_hidden=d_hidden, dropout=dropout,
-                  bn_momentum=bn_momentum)  # fmt: skip
-    return LinearModel(n_markers, seq_len=seq_len, d_hidden=d_hidden, dropout=dropout,
-                       bn_momentum=bn_momentum)  # fmt: skip
+    return LinearModel(n_markers, **asdict(hp))
 
 
-@register_model("deepsea", task="sequence", layers=3, kind="CNN", paper_params=155_159_839)
-def deepsea(
-    *,
-    n_markers: int,
-    seq_len: int = 1000,
-    kernel_width: int = 8,
-    f1: int = 320,
-    f2: int = 480,
-    f3: int = 960,
-    pool: int = 4,
-    d_hidden: int = 925,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-) -> ConvFC:
+@register_model(
+    "deepsea", task="sequence", layers=3, kind="CNN", paper_params=155_159_839,
+    params=DeepSEAParams,
+)  # fmt: skip
+def deepsea(n_markers: int, hp: DeepSEAParams) -> ConvFC:
     """CNN3 (DeepSEA): three convolutions, max pooling after the first two, fully connected."""
-    check_hparams("deepsea", seq_len=seq_len, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
-                  pool=pool, d_hidden=d_hidden, dropout=dropout,
-                  bn_momentum=bn_momentum)  # fmt: skip
-    k = kernel_width
-    layers = [(f1, k, 1, "valid", pool), (f2, k, 1, "valid", pool), (f3, k, 1, "valid", 0)]
-    return ConvFC(n_markers, seq_len=seq_len, layers=layers, d_hidden=d_hidden, dropout=dropout,
-                  bn_momentum=bn_momentum, name="deepsea")  # fmt: skip
+    k, pool = hp.kernel_width, hp.pool
+    layers = [(hp.f1, k, 1, "valid", pool), (hp.f2, k, 1, "valid", pool), (hp.f3, k, 1, "valid", 0)]
+    return _conv_fc("deepsea", n_markers, hp, layers)
 
 
-def _dilated_layers(n: int, k: int, f1: int, f2: int, f3: int, pool: int, base: int) -> list:
+def _dilated_layers(n: int, hp: Dilated3Params) -> list:
     """Two pooled plain convolutions, then ``n - 2`` length-keeping dilated ones (rates
     ``base, base**2, ...``)."""
-    layers = [(f1, k, 1, "valid", pool), (f2, k, 1, "valid", pool)]
-    layers += [(f3, k, base ** (i + 1), "same", 0) for i in range(n - 2)]
+    k, pool, base = hp.kernel_width, hp.pool, hp.dilation_base
+    layers = [(hp.f1, k, 1, "valid", pool), (hp.f2, k, 1, "valid", pool)]
+    layers += [(hp.f3, k, base ** (i + 1), "same", 0) for i in range(n - 2)]
     return layers
 
 
-@register_model("dilated3", task="sequence", layers=3, kind="Dilated", paper_params=37_056_519)
-def dilated3(
-    *,
-    n_markers: int,
-    seq_len: int = 1000,
-    kernel_width: int = 8,
-    f1: int = 240,
-    f2: int = 360,
-    f3: int = 360,
-    pool: int = 4,
-    dilation_base: int = 2,
-    d_hidden: int = 1500,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-) -> ConvFC:
+def _conv_fc(name: str, n_markers: int, hp: DeepSEAParams, layers: list) -> ConvFC:
+    return ConvFC(n_markers, seq_len=hp.seq_len, layers=layers, d_hidden=hp.d_hidden,
+                  dropout=hp.dropout, bn_momentum=hp.bn_momentum, name=name)  # fmt: skip
+
+
+@register_model(
+    "dilated3", task="sequence", layers=3, kind="Dilated", paper_params=37_056_519,
+    params=Dilated3Params,
+)  # fmt: skip
+def dilated3(n_markers: int, hp: Dilated3Params) -> ConvFC:
     """DILATED 3: two pooled convolutions and one dilated convolution, fully connected."""
-    check_hparams("dilated3", seq_len=seq_len, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
-                  pool=pool, dilation_base=dilation_base, d_hidden=d_hidden, dropout=dropout,
-                  bn_momentum=bn_momentum)  # fmt: skip
-    layers = _dilated_layers(3, kernel_width, f1, f2, f3, pool, dilation_base)
-    return ConvFC(n_markers, seq_len=seq_len, layers=layers, d_hidden=d_hidden, dropout=dropout,
-                  bn_momentum=bn_momentum, name="dilated3")  # fmt: skip
+    return _conv_fc("dilated3", n_markers, hp, _dilated_layers(3, hp))
 
 
-@register_model("dilated6", task="sequence", layers=6, kind="Dilated", paper_params=25_758_079)
-def dilated6(
-    *,
-    n_markers: int,
-    seq_len: int = 1000,
-    kernel_width: int = 8,
-    f1: int = 240,
-    f2: int = 360,
-    f3: int = 240,
-    pool: int = 4,
-    dilation_base: int = 2,
-    d_hidden: int = 1500,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-) -> ConvFC:
+@register_model(
+    "dilated6", task="sequence", layers=6, kind="Dilated", paper_params=25_758_079,
+    params=Dilated6Params,
+)  # fmt: skip
+def dilated6(n_markers: int, hp: Dilated6Params) -> ConvFC:
     """DILATED 6: two pooled convolutions, four dilated ones (rates 2-16), fully connected."""
-    check_hparams("dilated6", seq_len=seq_len, kernel_width=kernel_width, f1=f1, f2=f2, f3=f3,
-                  pool=pool, dilation_base=dilation_base, d_hidden=d_hidden, dropout=dropout,
-                  bn_momentum=bn_momentum)  # fmt: skip
-    layers = _dilated_layers(6, kernel_width, f1, f2, f3, pool, dilation_base)
-    return ConvFC(n_markers, seq_len=seq_len, layers=layers, d_hidden=d_hidden, dropout=dropout,
-                  bn_momentum=bn_momentum, name="dilated6")  # fmt: skip
+    return _conv_fc("dilated6", n_markers, hp, _dilated_layers(6, hp))
 
 
-@register_model("danq", task="sequence", layers=2, kind="Bi-LSTM", paper_params=46_926_479)
-def danq(
-    *,
-    n_markers: int,
-    seq_len: int = 1000,
-    kernel_width: int = 26,
-    f1: int = 320,
-    f2: int = 320,
-    pool: int = 13,
-    d_hidden: int = 925,
-    dropout: float = 0.1,
-    bn_momentum: float = 0.1,
-) -> DanQ:
+@register_model(
+    "danq", task="sequence", layers=2, kind="Bi-LSTM", paper_params=46_926_479, params=DanQParams
+)
+def danq(n_markers: int, hp: DanQParams) -> DanQ:
     """BI-LSTM (DanQ): convolution, max pooling, bidirectional LSTM, fully connected."""
-    check_hparams("danq", seq_len=seq_len, kernel_width=kernel_width, f1=f1, f2=f2, pool=pool,
-                  d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum)  # fmt: skip
-    return DanQ(n_markers, seq_len=seq_len, kernel_width=kernel_width, f1=f1, f2=f2, pool=pool,
-                d_hidden=d_hidden, dropout=dropout, bn_momentum=bn_momentum)  # fmt: skip
+    return DanQ(n_markers, **asdict(hp))

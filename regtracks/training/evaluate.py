@@ -118,7 +118,7 @@ def evaluate(
         The report (as written to ``report.json``).
     """
     from regtracks.checkpoint import find_checkpoint, load_checkpoint
-    from regtracks.data.prepare import prepare
+    from regtracks.data.prepare import positive_fraction, prepare
     from regtracks.runtime import DistEnv, autocast_dtype, resolve_device
     from regtracks.training.loaders import ShardSampler, make_dataset, make_loader
     from regtracks.training.report import build_report, write_report
@@ -180,4 +180,12 @@ def evaluate(
     }
     report = build_report(result, markers, split=split, extra=extra)
     out = Path(out_dir) if out_dir is not None else report_dir(path, split)
-    return write_report(report, out, curves=sm)
+    written = write_report(report, out, curves=sm)
+    metrics = path.parent / "metrics.jsonl"
+    if metrics.is_file():  # the run's learning curves beside its report
+        from regtracks.training.curves import write_curves
+        from regtracks.training.metrics import category_means
+
+        chance = category_means(positive_fraction(td, "valid"), td.markers.categories)
+        write_curves(metrics, out / "curves.png", chance=chance)
+    return written

@@ -338,6 +338,11 @@ class Trainer:
         self.history: list[dict] = []
         self.last_valid: dict | None = None
         self._window = _LogWindow(device)
+        self.tensorboard = None
+        if cfg.tensorboard and dist.is_main:
+            from regtracks.training.curves import TensorBoardLogger
+
+            self.tensorboard = TensorBoardLogger(cfg.tensorboard)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     @property
@@ -358,8 +363,19 @@ class Trainer:
         if log and self.dist.is_main:
             with open(self.metrics_path, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
+            if self.tensorboard is not None:
+                self.tensorboard.log(rec)
         if self.progress:
             self.progress(rec)
+
+    def write_curves(self) -> None:
+        """``curves.png`` of the run so far (skipped without matplotlib)."""
+        from regtracks.training.curves import write_curves
+        from regtracks.training.metrics import category_means
+
+        if self.dist.is_main:
+            chance = category_means(positive_fraction(self.td, "valid"), self.td.markers.categories)
+            write_curves(self.metrics_path, self.out / "curves.png", chance=chance)
 
     # -- the steps -----------------------------------------------------------------------------
     def step(self, batch) -> None:
@@ -463,6 +479,7 @@ class Trainer:
         self._emit(rec)
         self.history.append(rec)
         self.save("last")
+        self.write_curves()
         return bool(self.cfg.patience) and st["bad"] >= self.cfg.patience
 
     def flush_log(self) -> None:
@@ -571,6 +588,8 @@ class Trainer:
                     self.save("last")
         if dist.world > 1:
             torch.distributed.barrier()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         self._emit(
             {"event": "end", "status": status, "step": st["step"], "best": st["best"]}, log=False
         )

@@ -105,3 +105,91 @@ def test_sequence_dataset(tiny):
 def test_one_hot_torch_matches_numpy(rng):
     codes = rng.integers(0, 5, size=(2, 33)).astype(np.uint8)
     np.testing.assert_array_equal(one_hot_torch(torch.from_numpy(codes)).numpy(), one_hot(codes))
+
+
+def test_shift_augmentation_moves_labels_with_the_sequence(tiny):
+    # windows may move only into kept neighbours of the same split
+    td = _td(tiny)
+    ds = DenseDataset(td.genome, td.index, td.samples, "train", rc=True, seed=5, shift=250)
+    dense = DenseDataset(
+        td.genome, td.index, td.samples, "train", rc=True, seed=5, shift=250, dense_labels=True
+    )
+    starts = {
+        (td.samples.chroms[int(c)], int(s)): int(k)
+        for c, s, k in zip(td.samples.chrom_idx, td.samples.start, td.samples.split, strict=True)
+    }
+    shifts = set()
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        dense.set_epoch(epoch)
+        for i in range(len(ds)):
+            it = ds[i]
+            chrom, s0, _ = td.samples.region(it["index"])
+            d = it["shift"]
+            assert -250 <= d <= 250
+            shifts.add(d)
+            s, e = s0 + d, s0 + d + 500
+            # the shifted window lies in kept windows of the training split only
+            for cell in {s - s % 500, (e - 1) - (e - 1) % 500}:
+                assert starts.get((chrom, cell)) == 0, (chrom, s, e)
+            codes = td.genome.fetch(chrom, s, e)
+            y = brute_labels(tiny["rows"], td.markers.names, chrom, s, e)
+            if it["rc"]:
+                codes, y = reverse_complement(codes), y[:, ::-1]
+            np.testing.assert_array_equal(it["codes"].numpy(), codes)
+            np.testing.assert_array_equal(dense[i]["y"].numpy(), y)
+            yy = to_device(collate_dense([it]), td.n_markers, "cpu")[1][0].numpy()
+            np.testing.assert_array_equal(yy, y)
+    assert len(shifts) > 10 and min(shifts) < 0 < max(shifts)
+    # deterministic for (seed, epoch) and independent of the other datasets' state
+    again = DenseDataset(td.genome, td.index, td.samples, "train", rc=True, seed=5, shift=250)
+    again.set_epoch(2)
+    assert [again[i]["shift"] for i in range(len(ds))] == [ds[i]["shift"] for i in range(len(ds))]
+    # without shift (evaluation, scanning) the tiles stay fixed
+    fixed = DenseDataset(td.genome, td.index, td.samples, "valid", seed=5)
+    assert all(fixed[i]["shift"] == 0 for i in range(len(fixed)))
+
+
+def test_shift_bounds_stay_in_split_and_chromosome():
+    from regtracks.data.datasets import shift_bounds
+    from regtracks.data.windows import Samples, SplitInfo
+
+    # chrA: windows 0..4 at 0,100,...; window 2 dropped; splits train,train,-,valid,train
+    samples = Samples(
+        task="dense",
+        chroms=["chrA", "chrB"],
+        chrom_idx=np.array([0, 0, 0, 0, 1], dtype=np.int32),
+        start=np.array([0, 100, 300, 400, 0], dtype=np.int64),
+        length=100,
+        split=np.array([0, 0, 1, 0, 0], dtype=np.int8),
+        total=6,
+        dropped={},
+        split_info=SplitInfo(mode="random", chroms={}, auto=False),
+    )
+    lo, hi = shift_bounds(samples, np.arange(5), 60)
+    # 0: no left neighbour, right one train; 1: left train, right dropped; 2 (valid): none;
+    # 3: left is valid; 4: alone on chrB
+    assert lo.tolist() == [0, -60, 0, 0, 0]
+    assert hi.tolist() == [60, 0, 0, 0, 0]
+    lo, hi = shift_bounds(samples, np.arange(5), 500)  # at most one window length
+    assert lo.tolist() == [0, -100, 0, 0, 0] and hi.tolist() == [100, 0, 0, 0, 0]
+
+
+def test_sequence_jitter_keeps_labels_inside_the_chromosome(tiny):
+    td = prepare(
+        tiny["fasta"],
+        tiny["manifest"],
+        task="sequence",
+        cfg=replace(DEFAULT_DATA, seq_len=400, split="random"),
+    )
+    ds = SequenceDataset(td.genome, td.samples, td.n_markers, None, seed=2, shift=20)
+    seen = set()
+    for i in range(len(ds)):
+        it = ds[i]
+        chrom, s, e = td.samples.region(it["index"])
+        d = it["shift"]
+        seen.add(d)
+        assert -20 <= d <= 20 and 0 <= s + d and e + d <= td.genome.sizes[chrom]
+        np.testing.assert_array_equal(it["codes"].numpy(), td.genome.fetch(chrom, s + d, e + d))
+        np.testing.assert_array_equal(it["y"].numpy(), td.samples.labels(it["index"], 3))
+    assert len(seen) > 5

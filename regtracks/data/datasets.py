@@ -131,7 +131,7 @@ class _Base(Dataset):
     def __len__(self) -> int:
         return int(self.ids.size)
 
-    def _codes(self, i: int) -> tuple[np.ndarray, str, int, int, bool]:
+    def _codes(self, i: int) -> tuple[np.ndarray, str, int, int, bool, int]:
         sid = int(self.ids[i])
         chrom, start, end = self.samples.region(sid)
         flip, offset = False, 0
@@ -141,7 +141,7 @@ class _Base(Dataset):
             )
             flip = flip and self.rc
         codes = self.genome.fetch(chrom, start + offset, end + offset)
-        return codes, chrom, start + offset, sid, flip
+        return codes, chrom, start + offset, sid, flip, offset
 
 
 class DenseDataset(_Base):
@@ -170,7 +170,8 @@ class DenseDataset(_Base):
     Items
     -----
     dict with ``codes`` ``(L,)`` uint8, ``rows`` ``(K, 3)`` int32 ``(marker, start, end)``
-    relative to the window (or ``y`` ``(M, L)`` uint8), ``index`` (sample id), ``rc`` (bool).
+    relative to the window (or ``y`` ``(M, L)`` uint8), ``index`` (sample id), ``rc`` (bool),
+    ``shift`` (bases the input starts after the sample's own start; 0 without ``shift``).
     """
 
     def __init__(
@@ -191,13 +192,18 @@ class DenseDataset(_Base):
         self.dense_labels = dense_labels
 
     def __getitem__(self, i: int) -> dict:
-        codes, chrom, start, sid, flip = self._codes(i)
+        codes, chrom, start, sid, flip, offset = self._codes(i)
         L = codes.size
         rows = self.index.query(chrom, start, start + L)
         if flip:
             codes = _COMP.numpy()[codes[::-1]]
             rows = np.stack([rows[:, 0], L - rows[:, 2], L - rows[:, 1]], axis=1).astype(np.int32)
-        item = {"codes": torch.from_numpy(np.ascontiguousarray(codes)), "index": sid, "rc": flip}
+        item = {
+            "codes": torch.from_numpy(np.ascontiguousarray(codes)),
+            "index": sid,
+            "rc": flip,
+            "shift": offset,
+        }
         if self.dense_labels:
             item["y"] = torch.from_numpy(rows_to_dense(rows, self.n_markers, L))
         else:
@@ -208,7 +214,8 @@ class DenseDataset(_Base):
 class SequenceDataset(_Base):
     """Bins of the sequence task (paper Dataset 1, DeepSEA construction).
 
-    Items: dict with ``codes`` ``(seq_len,)`` uint8, ``y`` ``(M,)`` uint8, ``index``, ``rc``.
+    Items: dict with ``codes`` ``(seq_len,)`` uint8, ``y`` ``(M,)`` uint8, ``index``, ``rc``,
+    ``shift``.
     Reverse complement keeps the labels (the bin is centred). ``shift`` jitters the input by up
     to that many bases each epoch (inside the chromosome); the labels of the bin are kept, as
     the bin stays within the input's central part for any jitter well below
@@ -237,7 +244,7 @@ class SequenceDataset(_Base):
         return -np.minimum(m, start), np.minimum(m, np.maximum(room, 0))
 
     def __getitem__(self, i: int) -> dict:
-        codes, _, _, sid, flip = self._codes(i)
+        codes, _, _, sid, flip, offset = self._codes(i)
         if flip:
             codes = _COMP.numpy()[codes[::-1]]
         return {
@@ -245,6 +252,7 @@ class SequenceDataset(_Base):
             "y": torch.from_numpy(self.samples.labels(sid, self.n_markers)),
             "index": sid,
             "rc": flip,
+            "shift": offset,
         }
 
 

@@ -73,6 +73,40 @@ class SamePool1d(nn.Module):
         return F.max_pool1d(F.pad(x, self.pad, value=float("-inf")), self.width, stride=1)
 
 
+class MotifStem(nn.Module):
+    """Base-resolution convolution, then max pooling to ``stride``-bp cells.
+
+    ``(N, 4, L) -> (N, C, L / stride)`` (``L`` a multiple of ``stride``). A width-``width``
+    convolution reads every base with its neighbours (``'SAME'`` padding), batch norm and ReLU
+    follow, and a max pool of width and stride ``stride`` keeps each feature's best match
+    within the cell. Unlike the paper's width-``stride``, stride-``stride`` convolution, a motif
+    is seen whole at every phase relative to the cell grid, so one filter finds it wherever it
+    lies; cell ``c`` depends on bases ``[stride c - left, stride (c + 1) + right)``.
+    """
+
+    def __init__(self, c_out: int, width: int, stride: int, *, bn_momentum: float,
+                 batch_norm: bool, dropout: float):  # fmt: skip
+        super().__init__()
+        self.conv = ConvBlock(SameConv1d(4, c_out, width), c_out, dropout=0.0,
+                              bn_momentum=bn_momentum, batch_norm=batch_norm)  # fmt: skip
+        self.pool = nn.MaxPool1d(stride, stride)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.pool(self.conv(x)))
+
+
+def make_stem(c_out: int, stride: int, stem_width: int, **bn) -> tuple[nn.Module, int]:
+    """The first layer of a strided model and the bases it adds to the receptive field.
+
+    ``stem_width = 0``: the paper's width-``stride``, stride-``stride`` convolution (adds 0);
+    ``stem_width > 0``: :class:`MotifStem` (adds ``stem_width - 1``).
+    """
+    if stem_width == 0:
+        return ConvBlock(nn.Conv1d(4, c_out, stride, stride=stride), c_out, **bn), 0
+    return MotifStem(c_out, stem_width, stride, **bn), stem_width - 1
+
+
 class BaseResolutionCNN(DenseModel):
     """One convolution at base resolution, then the per-position head (Table 2 "CNN1").
 
@@ -128,8 +162,10 @@ class Residual(nn.Module):
 class StridedCNN(DenseModel):
     """Stride-``s`` convolution, convolutions at ``s`` bp resolution, transposed conv, head.
 
-    ``(N, 4, L) -> (N, M, L)``. The first layer is a convolution of width = stride = ``s``
-    (the paper's "dilation 1"): coarse cell ``c`` reads bases ``[s c, s c + s)``. The coarse
+    ``(N, 4, L) -> (N, M, L)``. The first layer makes ``s``-bp cells: with ``stem_width = 0`` a
+    convolution of width = stride = ``s`` (the paper's "dilation 1": cell ``c`` reads bases
+    ``[s c, s c + s)``), else a base-resolution convolution of that width and a max pool over
+    each cell (:class:`MotifStem`; cell ``c`` reads ``s + stem_width - 1`` bases). The coarse
     layers are length-preserving (dilated) convolutions, optionally followed by stride-1 max
     pooling; the transposed convolution gives base ``i`` the features of cell ``i // s``.
 
@@ -152,11 +188,13 @@ class StridedCNN(DenseModel):
     residual : bool
         Add each coarse layer's input to its output (through a 1x1 convolution where the
         channel counts differ), as in ResNet and Basenji's dilated residual blocks.
+    stem_width : int
+        0: the paper's strided first layer; > 0: :class:`MotifStem` of this width.
 
     Attributes
     ----------
     receptive_field : int
-        ``s * (1 + sum((k - 1) * d) + sum(pool_width - 1))``.
+        ``s * (1 + sum((k - 1) * d) + sum(pool_width - 1)) + max(stem_width - 1, 0)``.
     stride : int
         ``s``.
     n_layers : int
@@ -177,10 +215,11 @@ class StridedCNN(DenseModel):
         bn_momentum: float,
         batch_norm: bool,
         residual: bool = False,
+        stem_width: int = 0,
     ):
         super().__init__(n_markers)
         bn = {"dropout": dropout, "bn_momentum": bn_momentum, "batch_norm": batch_norm}
-        self.down = ConvBlock(nn.Conv1d(4, f1, stride, stride=stride), f1, **bn)
+        self.down, extra = make_stem(f1, stride, stem_width, **bn)
         trunk: list[nn.Module] = [SamePool1d(pool_first)] if pool_first > 1 else []
         span = 1 + max(pool_first - 1, 0)
         c_in = f1
@@ -195,7 +234,7 @@ class StridedCNN(DenseModel):
         self.up = Upsample(c_in, f_up, stride, **bn)
         self.head = PositionHead(f_up, d_hidden, n_markers, dropout=dropout)
         self.stride = stride
-        self.receptive_field = stride * span
+        self.receptive_field = stride * span + extra
         self.n_layers = len(layers) + 2  # strided conv, coarse layers, transposed conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -344,10 +383,11 @@ class DenseBiLSTM(DenseModel):
         dropout: float,
         bn_momentum: float,
         batch_norm: bool,
+        stem_width: int = 0,
     ):
         super().__init__(n_markers)
         bn = {"dropout": dropout, "bn_momentum": bn_momentum, "batch_norm": batch_norm}
-        self.down = ConvBlock(nn.Conv1d(4, f1, stride, stride=stride), f1, **bn)
+        self.down, _ = make_stem(f1, stride, stem_width, **bn)
         self.lstm = nn.LSTM(f1, f2, batch_first=True, bidirectional=True)
         self.lstm_dropout = nn.Dropout(dropout)
         self.up = Upsample(2 * f2, f3, stride, **bn)
@@ -367,6 +407,12 @@ class DenseBiLSTM(DenseModel):
 
 # ---------------------------------------------------------------------------------------------
 # hyperparameters (declared once, as dataclass fields; Table 4 names) and builders
+
+
+PAPER_STEM = {"stem_width": 0}
+"""The ``paper`` preset of the strided models: the published width-10, stride-10 first layer."""
+PAPER_DILATED = {**PAPER_STEM, "dilations": ",".join(map(str, DILATIONS)), "residual": False}
+"""The ``paper`` preset of ``dilated``: the published stack (Table 2's parameter count)."""
 
 
 @dataclass(frozen=True)
@@ -402,6 +448,7 @@ class StridedParams(NormParams):
     f1: int = 128
     f2: int = 240
     f3: int = 50
+    stem_width: int = 0
 
 
 @dataclass(frozen=True)
@@ -441,6 +488,7 @@ class BiLSTMParams(NormParams):
     f2: int = 80
     f3: int = 128
     d_hidden: int = 200
+    stem_width: int = 0
 
 
 @register_model("cnn1", task="dense", layers=1, kind="CNN", paper_params=137_187, params=CNN1Params)
@@ -455,18 +503,22 @@ def _strided(n_markers: int, hp: StridedParams, rates, **kw) -> StridedCNN:
     pools = kw.pop("pools", [0] * len(rates))
     layers = [(c, hp.kernel_width, d, p) for c, d, p in zip(chans, rates, pools, strict=True)]
     return StridedCNN(n_markers, stride=hp.stride, layers=layers, f1=hp.f1, f_up=hp.f3,
-                      **hp.norm(), **kw)  # fmt: skip
+                      stem_width=hp.stem_width, **hp.norm(), **kw)  # fmt: skip
 
 
-@register_model("cnn3", task="dense", layers=3, kind="CNN", paper_params=341_803, params=CNN3Params)
+@register_model(
+    "cnn3", task="dense", layers=3, kind="CNN", paper_params=341_803, params=CNN3Params,
+    presets={"paper": PAPER_STEM},
+)  # fmt: skip
 def cnn3(n_markers: int, hp: CNN3Params) -> StridedCNN:
     """Stride-10 conv, one width-10 conv at 10 bp, transposed conv (receptive field 100 bp)."""
     return _strided(n_markers, hp, [1])
 
 
 @register_model(
-    "cnn7", task="dense", layers=7, kind="CNN", paper_params=656_363, params=StridedParams
-)
+    "cnn7", task="dense", layers=7, kind="CNN", paper_params=656_363, params=StridedParams,
+    presets={"paper": PAPER_STEM},
+)  # fmt: skip
 def cnn7(n_markers: int, hp: StridedParams) -> StridedCNN:
     """Stride-10 conv, five width-10 convs at 10 bp, transposed conv (receptive field 460 bp)."""
     return _strided(n_markers, hp, [1] * 5)
@@ -481,16 +533,18 @@ def idcnn(n_markers: int, hp: IDCNNParams) -> IDCNN:
 
 
 @register_model(
-    "bilstm", task="dense", layers=4, kind="Bi-LSTM", paper_params=764_395, params=BiLSTMParams
-)
+    "bilstm", task="dense", layers=4, kind="Bi-LSTM", paper_params=764_395, params=BiLSTMParams,
+    presets={"paper": PAPER_STEM},
+)  # fmt: skip
 def bilstm(n_markers: int, hp: BiLSTMParams) -> DenseBiLSTM:
     """Stride-20 conv, bidirectional LSTM (state f2), transposed conv (whole-window field)."""
     return DenseBiLSTM(n_markers, **asdict(hp))
 
 
 @register_model(
-    "dilated", task="dense", layers=6, kind="Dilated", paper_params=631_263, params=DilatedParams
-)
+    "dilated", task="dense", layers=6, kind="Dilated", paper_params=631_263, params=DilatedParams,
+    presets={"paper": PAPER_DILATED},
+)  # fmt: skip
 def dilated(n_markers: int, hp: DilatedParams) -> StridedCNN:
     """Stride-10 conv, dilated convs at rates 3, 9, 27, 81, transposed conv (10.8 kb field).
 

@@ -276,7 +276,7 @@ def check_hparams(model: str, hp) -> None:
 
     ``hp`` is a hyperparameter dataclass (see :func:`~regtracks.models.register_model`); each
     field is checked by the type of its default: booleans must be booleans, integers >= 1
-    (fields named ``pool*`` may be 0: "none"), ``dropout`` in ``[0, 1)``, ``bn_momentum`` in
+    (``pool*`` and ``stem_width`` may be 0: "none"), ``dropout`` in ``[0, 1)``, ``bn_momentum`` in
     ``(0, 1]``, other floats finite; strings are the builder's to parse.
     """
     import dataclasses
@@ -295,7 +295,7 @@ def check_hparams(model: str, hp) -> None:
             ok = isinstance(value, bool)
             want = "true or false"
         elif isinstance(default, int):
-            lowest = 0 if key.startswith("pool") else 1
+            lowest = 0 if key.startswith("pool") or key == "stem_width" else 1
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= lowest
             want = f"an integer >= {lowest}"
         elif isinstance(default, float):

@@ -58,6 +58,7 @@ __all__ = [
     "describe_models",
     "load_plugins",
     "model_spec",
+    "preset_values",
 ]
 
 ENTRY_POINT_GROUP = "regtracks.models"
@@ -79,6 +80,7 @@ class ModelSpec:
     source: str = "builtin"
     description: str = ""
     params: type | None = None
+    presets: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class ModelInfo:
         First line of the builder's docstring.
     hparams : dict
         Default hyperparameters.
+    preset_params : dict name -> int
+        Trainable parameters of each preset (``--hparam preset=NAME``), e.g. ``paper``: the
+        published architecture, to compare with ``paper_params``.
     """
 
     name: str
@@ -123,6 +128,7 @@ class ModelInfo:
     n_markers: int = 919
     description: str = ""
     hparams: dict = field(default_factory=dict)
+    preset_params: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """JSON-ready dict; keys ``name, task, params, receptive_field, source`` come first."""
@@ -139,6 +145,7 @@ class ModelInfo:
             "n_markers": self.n_markers,
             "description": self.description,
             "hparams": dict(self.hparams),
+            "preset_params": dict(self.preset_params),
         }
 
 
@@ -184,6 +191,7 @@ def register_model(
     source: str | None = None,
     description: str | None = None,
     params: type | None = None,
+    presets: dict[str, dict[str, Any]] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a builder under ``name``.
 
@@ -208,6 +216,9 @@ def register_model(
         Defaults to the first line of the builder's docstring.
     params : dataclass type, optional
         The hyperparameters (see above).
+    presets : dict name -> dict, optional
+        Named sets of hyperparameter values (with ``params``): ``--hparam preset=paper`` takes
+        the ``paper`` set, and any hyperparameter given beside it wins over the set.
 
     Returns
     -------
@@ -248,6 +259,7 @@ def register_model(
                 source=src,
                 description=description or _first_line(builder.__doc__),
                 params=params,
+                presets=dict(presets or {}),
             )
         )
         return builder
@@ -409,7 +421,10 @@ def model_hparams(name: str) -> dict[str, Any]:
     """
     spec = _spec(name)
     if spec.params is not None:
-        return {f.name: f.default for f in dataclasses.fields(spec.params)}
+        out = {f.name: f.default for f in dataclasses.fields(spec.params)}
+        if spec.presets:
+            out["preset"] = None
+        return out
     sig = inspect.signature(spec.builder)
     return {
         k: p.default
@@ -504,16 +519,33 @@ def get_model(name: str, *, n_markers: int, **hparams: Any):
     if spec.params is not None:
         from regtracks.models.layers import check_hparams
 
-        hp = spec.params(**hparams)
+        explicit = dict(hparams)
+        preset = explicit.pop("preset", None)
+        values = {**preset_values(name, preset), **explicit}
+        hp = spec.params(**values)
         check_hparams(name, hp)
         model = spec.builder(n_markers, hp)
+        resolved = {**model_hparams(name), **values}
+        if spec.presets:
+            resolved["preset"] = preset
     else:
         model = spec.builder(n_markers=n_markers, **hparams)
-    resolved = {**model_hparams(name), **hparams}
+        resolved = {**model_hparams(name), **hparams}
     with contextlib.suppress(AttributeError, TypeError):
         model.model_name = name
         model.hparams = resolved
     return model
+
+
+def preset_values(name: str, preset: str | None) -> dict[str, Any]:
+    """The hyperparameter values of preset ``preset`` of model ``name`` (``None``: none)."""
+    if preset is None:
+        return {}
+    presets = _spec(name).presets
+    if preset not in presets:
+        known = ", ".join(presets) or "none"
+        raise RegtracksError(f"model {name!r} has no preset {preset!r}; presets: {known}")
+    return dict(presets[preset])
 
 
 def count_params(model) -> int:
@@ -532,6 +564,9 @@ def model_info(name: str, n_markers: int = 919, **hparams: Any) -> ModelInfo:
     spec = _spec(name)
     with torch.device("meta"):
         model = get_model(name, n_markers=n_markers, **hparams)
+        presets = {
+            p: count_params(get_model(name, n_markers=n_markers, preset=p)) for p in spec.presets
+        }
     return ModelInfo(
         name=name,
         task=spec.task,
@@ -545,6 +580,7 @@ def model_info(name: str, n_markers: int = 919, **hparams: Any) -> ModelInfo:
         n_markers=n_markers,
         description=spec.description,
         hparams={**model_hparams(name), **hparams},
+        preset_params=presets,
     )
 
 

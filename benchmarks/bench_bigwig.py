@@ -4,7 +4,7 @@ For T tracks (default 919, the paper's markers) over one synthetic chromosome bi
 ``--bin-size`` (default 128 bp), with random float32 values (the worst case for zlib; model
 probabilities compress a little better) and a few assembly gaps (NaN in every track):
 
-1. **floor**: :func:`regtracks.tracks.bigwig.write_floor`: each of ``n`` processes holds its tracks'
+1. **floor**: :func:`pybigwig_floor.write_floor`: each of ``n`` processes holds its tracks'
    whole-chromosome arrays in memory and writes them with pyBigWig; nothing else.
 2. **writer**: :class:`regtracks.tracks.bigwig.BigWigWriter` with ``n`` processes, the
 parent feeding
@@ -35,9 +35,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pybigwig_floor import write_floor
 
 from regtracks.config import DEFAULT_BIGWIG
-from regtracks.tracks.bigwig import BigWigWriter, write_floor
+from regtracks.tracks.bigwig import BigWigWriter
 
 
 def gap_bins(n_bins: int) -> list[tuple[int, int]]:

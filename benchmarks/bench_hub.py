@@ -29,7 +29,9 @@ def main() -> None:
 
     import pyBigWig
 
-    from regtracks.tracks.hub import build_hub, check_hub, update_manifest
+    from regtracks.tracks.hub import build_hub
+    from regtracks.tracks.hubcheck import check_hub
+    from regtracks.tracks.manifest import update_manifest
 
     tmp = tempfile.TemporaryDirectory() if args.out is None else None
     hub = Path(tmp.name) / "hub" if tmp else args.out

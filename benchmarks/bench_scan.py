@@ -7,7 +7,7 @@ script measures
 1. **scan**: the model over the chromosome, probabilities binned at ``--bin-size`` on the device,
    written to a memory-mapped ``.npy`` (no bigWig): scan bp/s;
 2. **write floor**: those same arrays written as bigWigs by ``--writers`` processes with no model
-   (:func:`regtracks.tracks.bigwig.write_floor`);
+   (:func:`pybigwig_floor.write_floor`);
 3. **predict**: the real ``regtracks predict`` (scan overlapped with parallel bigWig writers), in
    a fresh process, with its peak RSS (parent and writers); at two chromosome lengths
    (``--chrom-len`` and half of it) to show that memory does not grow with the chromosome;
@@ -161,8 +161,9 @@ def main() -> None:
         print(json.dumps(one_predict(args)))
         return
 
+    from pybigwig_floor import write_floor
+
     from regtracks.config import DEFAULT_BIGWIG
-    from regtracks.tracks.bigwig import write_floor
 
     writers = DEFAULT_BIGWIG.n_procs if args.writers is None else args.writers
     hp = {"f1": 16, "f2": 16, "f3": 16, "d_hidden": 16} if args.small else {}

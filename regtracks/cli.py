@@ -1260,7 +1260,7 @@ def hub_build(
 @handle_errors
 def hub_check(hub: HubArg):
     """Check a hub as UCSC's hubCheck does, and its bigWigs: one line per problem, exit 1."""
-    from regtracks.tracks.hub import check_hub
+    from regtracks.tracks.hubcheck import check_hub
 
     res = check_hub(hub)
     for line in res.problems:

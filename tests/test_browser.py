@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 from _hub_data import make_hub, writer_2bit
 
-from regtracks.tracks.hub import build_hub, check_hub, load_manifest
+from regtracks.tracks.hub import build_hub
+from regtracks.tracks.hubcheck import check_hub
+from regtracks.tracks.manifest import load_manifest
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 IGV_JS = BROWSER_DIR / "node_modules" / "igv" / "dist" / "igv.min.js"

@@ -30,13 +30,10 @@ from typer.testing import CliRunner
 from regtracks._util import RegtracksError
 from regtracks.cli import app
 from regtracks.config import DEFAULT_HUB
-from regtracks.tracks.hub import (
-    build_hub,
-    check_hub,
-    load_manifest,
-    read_2bit_sizes,
-    update_manifest,
-)
+from regtracks.tracks.hub import build_hub
+from regtracks.tracks.hubcheck import check_hub
+from regtracks.tracks.manifest import load_manifest, update_manifest
+from regtracks.tracks.twobit import read_2bit_sizes
 
 GOLDEN = Path(__file__).parent / "golden"
 NODE_DIR = Path(__file__).parent / "browser"

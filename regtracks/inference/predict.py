@@ -148,7 +148,8 @@ def predict(
     from regtracks.inference.scan import plan_scan, scan_chromosome
     from regtracks.runtime import autocast_dtype, resolve_device
     from regtracks.tracks.bigwig import BigWigWriter, is_complete
-    from regtracks.tracks.hub import build_hub, load_manifest, update_manifest
+    from regtracks.tracks.hub import build_hub
+    from regtracks.tracks.manifest import load_manifest, update_manifest
 
     t_start = time.perf_counter()
     if batch_size < 1:

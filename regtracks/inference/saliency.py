@@ -246,7 +246,8 @@ def saliency(
     from regtracks.inference.scan import plan_scan
     from regtracks.runtime import autocast_dtype, resolve_device
     from regtracks.tracks.bigwig import BigWigWriter
-    from regtracks.tracks.hub import build_hub, update_manifest
+    from regtracks.tracks.hub import build_hub
+    from regtracks.tracks.manifest import update_manifest
 
     t0 = time.perf_counter()
     if reduce not in REDUCTIONS:

@@ -26,7 +26,8 @@ from urllib.parse import unquote
 
 from regtracks._util import RegtracksError, natural_key
 from regtracks.config import DEFAULT_HUB, HubDefaults
-from regtracks.tracks.hub import MANIFEST_NAME, load_manifest, read_2bit_sizes
+from regtracks.tracks.manifest import MANIFEST_NAME, load_manifest
+from regtracks.tracks.twobit import read_2bit_sizes
 
 __all__ = ["check_hub", "HubCheck"]
 

@@ -329,11 +329,14 @@ class ScanDefaults:
         Windows per forward pass.
     min_gap : int
         Runs of N at least this long are assembly gaps: no data in the tracks.
+    precision : str
+        ``auto`` (bf16 on CUDA), ``fp32`` or ``bf16``.
     """
 
     bin_size: int = 128
     batch_size: int = 4
     min_gap: int = 100
+    precision: str = "auto"
 
 
 DEFAULT_SCAN = ScanDefaults()
@@ -351,11 +354,18 @@ class SaliencyDefaults:
         Windows per forward and backward pass.
     chunk : int
         Bases processed at a time (bounds memory for whole chromosomes).
+    reduce : str
+        Per-base value: ``grad_x_input`` (gradient at the base present) or ``norm``.
+    precision : str
+        ``fp32`` (the default here, the stitched gradients then match one long input to float
+        precision), ``bf16`` or ``auto``.
     """
 
     bin_size: int = 1
     batch_size: int = 2
     chunk: int = 1_000_000
+    reduce: str = "grad_x_input"
+    precision: str = "fp32"
 
 
 DEFAULT_SALIENCY = SaliencyDefaults()
@@ -371,10 +381,13 @@ class VariantDefaults:
         Bases scored on each side of a variant (about a TF peak's half width).
     batch_size : int
         Variants per forward pass (each runs its reference and alternative window).
+    precision : str
+        ``auto`` (bf16 on CUDA), ``fp32`` or ``bf16``.
     """
 
     radius: int = 100
     batch_size: int = 8
+    precision: str = "auto"
 
 
 DEFAULT_VARIANTS = VariantDefaults()

@@ -19,16 +19,19 @@ finishes its files.
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from regtracks import __version__
-from regtracks._util import RegtracksError, sha256_file
-from regtracks.config import CATEGORY_COLORS, DEFAULT_SCAN, ScanDefaults
+from regtracks._util import RegtracksError
+from regtracks.config import DEFAULT_SCAN, ScanDefaults
+from regtracks.inference.session import (
+    check_writable,
+    open_session,
+    scan_window_arg,
+    test_pr_auc,
+    track_name,
+)
 
 __all__ = ["predict", "PredictResult", "track_name", "test_pr_auc"]
 
@@ -49,40 +52,6 @@ class PredictResult:
     hub: object = None
 
 
-def track_name(prefix: str, marker: str) -> str:
-    """File-system and hub friendly track name: ``pred_CTCF``."""
-    safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in marker)
-    return f"{prefix}_{safe}"
-
-
-def test_pr_auc(run_dir: Path) -> dict[str, float]:
-    """Per-marker test PR-AUC from ``RUN/evaluate/test/report.json`` (empty when not evaluated)."""
-    import json
-
-    from regtracks.training.evaluate import report_dir
-
-    path = report_dir(run_dir, "test") / "report.json"
-    if not path.is_file():
-        return {}
-    try:
-        rep = json.loads(path.read_text())
-        return {
-            m["name"]: m["pr_auc"] for m in rep.get("markers", []) if m.get("pr_auc") is not None
-        }
-    except (ValueError, KeyError, TypeError):
-        return {}
-
-
-def _check_writable(hub: Path) -> None:
-    try:
-        (hub / "tracks").mkdir(parents=True, exist_ok=True)
-        probe = hub / "tracks" / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise RegtracksError(f"{hub}: output folder not writable ({exc.strerror})") from None
-
-
 def predict(
     run: str | os.PathLike,
     hub_dir: str | os.PathLike,
@@ -92,10 +61,10 @@ def predict(
     markers: list[str] | None = None,
     category: str | None = None,
     bin_size: int = DEFAULT_SCAN.bin_size,
-    window_len: int | None = None,
+    scan_window: int | None = None,
     batch_size: int = DEFAULT_SCAN.batch_size,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str = DEFAULT_SCAN.precision,
     rc_average: bool = False,
     resume: bool = False,
     which: str = "best",
@@ -104,6 +73,7 @@ def predict(
     hub_options: dict | None = None,
     cfg: ScanDefaults = DEFAULT_SCAN,
     progress=None,
+    window_len: int | None = None,
 ) -> PredictResult:
     """Scan chromosomes with a run's dense model into bigWig tracks and a browser hub.
 
@@ -122,8 +92,9 @@ def predict(
         Predict only these markers, or one category (default: all markers).
     bin_size : int
         Track resolution in bp (1 allowed).
-    window_len : int, optional
-        Model input length (default: see :func:`regtracks.inference.scan.plan_scan`).
+    scan_window : int, optional
+        Model input length while scanning (default: see
+        :func:`regtracks.inference.scan.plan_scan`).
     batch_size : int
         Windows per forward pass.
     device, precision : str
@@ -143,71 +114,53 @@ def predict(
         ...).
     progress : callable, optional
         ``progress(done_bp, total_bp, label)``.
+    window_len : int, optional
+        Deprecated name of ``scan_window`` (``DeprecationWarning``); removed in the next release.
     """
-    from regtracks.checkpoint import load_dense
-    from regtracks.inference.scan import plan_scan, scan_chromosome
-    from regtracks.runtime import autocast_dtype, resolve_device
+    from regtracks.inference.scan import scan_chromosome
     from regtracks.tracks.bigwig import BigWigWriter, is_complete
     from regtracks.tracks.hub import build_hub
     from regtracks.tracks.manifest import load_manifest, update_manifest
 
     t_start = time.perf_counter()
+    scan_window = scan_window_arg(scan_window, window_len, caller="predict")
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    path, ck = load_dense(run, which=which, purpose="whole-chromosome tracks")
-    g = ck.open_genome(genome)
     if not chroms:
         raise RegtracksError("name at least one chromosome with --chrom (or --chrom all)")
+    sess = open_session(
+        run, genome=genome, which=which, markers=markers, category=category, device=device,
+        precision=precision, purpose="whole-chromosome tracks",
+    )  # fmt: skip
+    g, ms = sess.genome, sess.markers
     if any(c == "all" for c in chroms):
         wanted = list(g.chroms)
     else:
         wanted = [g.require(c) for c in chroms]
     order = {c: i for i, c in enumerate(g.chroms)}
     wanted = sorted(set(wanted), key=order.__getitem__)  # bigWig blocks go in header order
-    ms = ck.marker_set()
-    idx = ms.select(names=markers, category=category)
-    dev = resolve_device(device)
-    amp = autocast_dtype(precision, dev)
-    model = ck.build_model(device=dev)
-    plan = plan_scan(
-        getattr(model, "receptive_field", ck.raw["model"].get("receptive_field")),
-        getattr(model, "stride", ck.raw["model"].get("stride", 1)),
-        bin_size=bin_size,
-        window_len=window_len,
-        train_window=int(ck.raw["data"]["window_len"]),
-    )
+    plan = sess.plan(bin_size, scan_window)
     hub = Path(hub_dir)
-    _check_writable(hub)
-    sha = sha256_file(path)
+    check_writable(hub)
     chrom_sizes = list(g.chrom_sizes)
-    scores = test_pr_auc(path.parent)
-    command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
-    prov_base = {
-        "checkpoint": str(path.resolve()),
-        "checkpoint_sha256": sha,
-        "model": ck.model_name,
-        "genome": g.name,
-        "window_len": int(ck.raw["data"]["window_len"]),
-        "scan_window": plan.window,
-        "scan_margin": plan.margin,
-        "exact_stitching": plan.exact,
-        "rc_average": bool(rc_average),
-        "command": command,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "regtracks_version": __version__,
-    }
+    prov_base = sess.provenance(
+        scan_window=plan.window,
+        scan_margin=plan.margin,
+        exact_stitching=plan.exact,
+        rc_average=bool(rc_average),
+    )
     existing = {}
     if resume and (hub / "manifest.json").is_file():
         existing = {t["name"]: t for t in load_manifest(hub)["tracks"]}
     todo, skipped = [], []
-    for i in idx:
+    for i in sess.marker_idx:
         m = ms[i]
         name = track_name("pred", m.name)
         file = hub / "tracks" / f"{name}.bw"
         old = existing.get(name)
         same = (
             old is not None
-            and (old.get("provenance") or {}).get("checkpoint_sha256") == sha
+            and (old.get("provenance") or {}).get("checkpoint_sha256") == sess.sha256
             and old.get("bin_size") == bin_size
             and old.get("chroms") == wanted
             and bool((old.get("provenance") or {}).get("rc_average")) == bool(rc_average)
@@ -231,15 +184,15 @@ def predict(
                         progress(base + d, total, c)
 
                 for start, values in scan_chromosome(
-                    model,
+                    sess.model,
                     g,
                     c,
                     plan=plan,
                     n_markers=len(ms),
                     marker_idx=todo,
                     batch_size=batch_size,
-                    device=dev,
-                    amp=amp,
+                    device=sess.device,
+                    amp=sess.amp,
                     rc_average=rc_average,
                     min_gap=cfg.min_gap,
                     progress=tick,
@@ -250,33 +203,19 @@ def predict(
         result.tracks = paths
         result.bases = total
         result.scan_seconds = t_scan
-        tracks = []
-        for i, p in zip(todo, paths, strict=True):
-            m = ms[i]
-            prov = dict(prov_base)
-            if m.name in scores:
-                prov["test_pr_auc"] = scores[m.name]
-            tracks.append(
-                {
-                    "name": track_name("pred", m.name),
-                    "file": str(p.relative_to(hub)),
-                    "kind": "prediction",
-                    "marker": m.name,
-                    "category": m.category,
-                    "cell_type": m.cell_type,
-                    "color": m.color or CATEGORY_COLORS[m.category],
-                    "bin_size": bin_size,
-                    "chroms": wanted,
-                    "description": m.description,
-                    "provenance": prov,
-                }
+        tracks = [
+            sess.track_record(
+                i,
+                name=track_name("pred", ms[i].name),
+                file=str(p.relative_to(hub)),
+                kind="prediction",
+                bin_size=bin_size,
+                chroms=wanted,
+                provenance=prov_base,
             )
-        genome_info = {
-            "name": g.name,
-            "fasta": str(g.path),
-            "chrom_sizes": [list(x) for x in chrom_sizes],
-        }
-        update_manifest(hub, genome_info, tracks)
+            for i, p in zip(todo, paths, strict=True)
+        ]
+        update_manifest(hub, sess.genome_record(), tracks)
     if build:
         result.hub = build_hub(hub, **(hub_options or {}))
     result.total_seconds = time.perf_counter() - t_start

@@ -26,21 +26,18 @@ processed chunk by chunk and finished bases are handed on.
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from regtracks import __version__
-from regtracks._util import RegtracksError, parse_region, sha256_file
-from regtracks.config import CATEGORY_COLORS, DEFAULT_SALIENCY, SaliencyDefaults
+from regtracks._util import RegtracksError, parse_region
+from regtracks.config import DEFAULT_SALIENCY, SaliencyDefaults
 from regtracks.data.datasets import one_hot_torch
+from regtracks.inference.session import check_writable, open_session, scan_window_arg, track_name
 
 __all__ = ["saliency", "saliency_region", "SaliencyResult", "REDUCTIONS"]
 
@@ -122,7 +119,7 @@ def saliency_region(
     end: int,
     *,
     marker_idx: list[int],
-    reduce: str = "grad_x_input",
+    reduce: str = DEFAULT_SALIENCY.reduce,
     margin: int,
     core: int,
     stride: int = 1,
@@ -203,18 +200,19 @@ def saliency(
     genome=None,
     markers: list[str] | None = None,
     category: str | None = None,
-    reduce: str = "grad_x_input",
+    reduce: str = DEFAULT_SALIENCY.reduce,
     bin_size: int = DEFAULT_SALIENCY.bin_size,
-    window_len: int | None = None,
+    scan_window: int | None = None,
     batch_size: int = DEFAULT_SALIENCY.batch_size,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = DEFAULT_SALIENCY.precision,
     which: str = "best",
     n_procs: int | None = 0,
     build: bool = True,
     hub_options: dict | None = None,
     cfg: SaliencyDefaults = DEFAULT_SALIENCY,
     progress=None,
+    window_len: int | None = None,
 ) -> SaliencyResult:
     """Write gradient-saliency bigWigs of a run's dense model for a region into a hub.
 
@@ -236,26 +234,28 @@ def saliency(
         Per-base value (see the module docstring).
     bin_size : int
         Track resolution (mean over bins); 1 = every base.
-    window_len, batch_size, device, precision, which, n_procs, build, hub_options
+    scan_window, batch_size, device, precision, which, n_procs, build, hub_options
         As for :func:`regtracks.inference.predict.predict`; ``precision`` defaults to fp32.
     progress : callable, optional
         ``progress(done_bp, total_bp, label)``.
+    window_len : int, optional
+        Deprecated name of ``scan_window`` (``DeprecationWarning``); removed in the next release.
     """
-    from regtracks.checkpoint import load_dense
-    from regtracks.inference.predict import _check_writable, test_pr_auc, track_name
-    from regtracks.inference.scan import plan_scan
-    from regtracks.runtime import autocast_dtype, resolve_device
     from regtracks.tracks.bigwig import BigWigWriter
     from regtracks.tracks.hub import build_hub
     from regtracks.tracks.manifest import update_manifest
 
     t0 = time.perf_counter()
+    scan_window = scan_window_arg(scan_window, window_len, caller="saliency")
     if reduce not in REDUCTIONS:
         raise RegtracksError(f"--reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    path, ck = load_dense(run, which=which, purpose="base-level saliency tracks")
-    g = ck.open_genome(genome)
+    sess = open_session(
+        run, genome=genome, which=which, markers=markers, category=category, device=device,
+        precision=precision, purpose="base-level saliency tracks",
+    )  # fmt: skip
+    g, ms, idx = sess.genome, sess.markers, sess.marker_idx
     if ":" in region:
         chrom, start, end = parse_region(region)
         chrom = g.require(chrom)
@@ -266,21 +266,9 @@ def saliency(
     else:
         chrom = g.require(region.strip())
         start, end = 0, g.sizes[chrom]
-    ms = ck.marker_set()
-    idx = ms.select(names=markers, category=category)
-    dev = resolve_device(device)
-    amp = autocast_dtype(precision, dev)
-    model = ck.build_model(device=dev)
-    stride = int(getattr(model, "stride", ck.raw["model"].get("stride", 1)) or 1)
-    plan = plan_scan(
-        getattr(model, "receptive_field", ck.raw["model"].get("receptive_field")),
-        stride,
-        bin_size=stride,
-        window_len=window_len,
-        train_window=int(ck.raw["data"]["window_len"]),
-    )
+    plan = sess.plan(sess.stride, scan_window)
     hub = Path(hub_dir)
-    _check_writable(hub)
+    check_writable(hub)
     names = [track_name("sal", ms[i].name) for i in idx]
     paths = [hub / "tracks" / f"{n}.bw" for n in names]
     span = (max(0, start - plan.margin), min(g.sizes[chrom], end + plan.margin))
@@ -288,9 +276,9 @@ def saliency(
     with BigWigWriter(paths, list(g.chrom_sizes), bin_size=bin_size, n_procs=n_procs) as writer:
         carry = None  # bases not yet filling a whole bin
         for pos, vals in saliency_region(
-            model, g, chrom, start, end, marker_idx=list(idx), reduce=reduce,
-            margin=plan.margin, core=plan.core, stride=stride, chunk=cfg.chunk,
-            batch_size=batch_size, device=dev, amp=amp,
+            sess.model, g, chrom, start, end, marker_idx=list(idx), reduce=reduce,
+            margin=plan.margin, core=plan.core, stride=sess.stride, chunk=cfg.chunk,
+            batch_size=batch_size, device=sess.device, amp=sess.amp,
         ):  # fmt: skip
             if carry is not None:
                 pos, vals = carry[0], np.concatenate([carry[1], vals], axis=1)
@@ -303,51 +291,31 @@ def saliency(
             carry = None if last else (pos + n_full, vals[:, n_full:])
             if progress is not None:
                 progress(pos + n_full - span[0], total, chrom)
-    scores = test_pr_auc(path.parent)
-    prov = {
-        "checkpoint": str(path.resolve()),
-        "checkpoint_sha256": sha256_file(path),
-        "model": ck.model_name,
-        "genome": g.name,
-        "region": f"{chrom}:{start + 1}-{end}",
-        "reduce": reduce,
-        "scan_window": plan.window,
-        "scan_margin": plan.margin,
-        "exact_stitching": plan.exact,
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "regtracks_version": __version__,
-    }
+    prov = sess.provenance(
+        window_len=None,  # saliency records have never carried the training window
+        region=f"{chrom}:{start + 1}-{end}",
+        reduce=reduce,
+        scan_window=plan.window,
+        scan_margin=plan.margin,
+        exact_stitching=plan.exact,
+    )
     what = "gradient x input" if reduce == "grad_x_input" else "gradient norm"
-    tracks = []
-    for i, name, p in zip(idx, names, paths, strict=True):
-        m = ms[i]
-        tracks.append(
-            {
-                "name": name,
-                "file": str(p.relative_to(hub)),
-                "kind": "saliency",
-                "marker": m.name,
-                "category": m.category,
-                "cell_type": m.cell_type,
-                "color": m.color or CATEGORY_COLORS[m.category],
-                "bin_size": bin_size,
-                "chroms": [chrom],
-                "description": (
-                    f"{what} of the sum of {m.name} logits over {chrom}:{start + 1:,}-{end:,}"
-                ),
-                "provenance": {
-                    **prov,
-                    **({"test_pr_auc": scores[m.name]} if m.name in scores else {}),
-                },
-            }
+    tracks = [
+        sess.track_record(
+            i,
+            name=name,
+            file=str(p.relative_to(hub)),
+            kind="saliency",
+            bin_size=bin_size,
+            chroms=[chrom],
+            provenance=prov,
+            description=(
+                f"{what} of the sum of {ms[i].name} logits over {chrom}:{start + 1:,}-{end:,}"
+            ),
         )
-    genome_info = {
-        "name": g.name,
-        "fasta": str(g.path),
-        "chrom_sizes": [list(x) for x in g.chrom_sizes],
-    }
-    update_manifest(hub, genome_info, tracks)
+        for i, name, p in zip(idx, names, paths, strict=True)
+    ]
+    update_manifest(hub, sess.genome_record(), tracks)
     res = SaliencyResult(
         hub_dir=hub, tracks=paths, chrom=chrom, start=start, end=end, span=span, bases=total,
         exact=plan.exact,

@@ -33,7 +33,7 @@ import torch
 from regtracks._util import RegtracksError
 from regtracks.data.datasets import one_hot_torch
 
-__all__ = ["ScanPlan", "plan_scan", "scan_chromosome", "gap_mask"]
+__all__ = ["ScanPlan", "plan_scan", "scan_margin", "scan_chromosome", "gap_mask"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,18 @@ class ScanPlan:
     window: int
     bin_size: int
     exact: bool
+
+
+def scan_margin(receptive_field: int | None, stride: int, window: int) -> int:
+    """Context on each side of the positions a model's window keeps (bp), a multiple of the stride.
+
+    The receptive field rounded up to the stride; for a model without a finite receptive field
+    (None), a quarter of ``window`` (the model input length) rounded up to the stride. The one
+    rule of the scanner, the saliency tracks and the variant scores.
+    """
+    stride = max(1, int(stride))
+    context = int(receptive_field) if receptive_field is not None else -(-int(window) // 4)
+    return -(-context // stride) * stride
 
 
 def plan_scan(
@@ -89,10 +101,7 @@ def plan_scan(
     stride = max(1, int(stride))
     step = math.lcm(stride, bin_size)
     exact = receptive_field is not None
-    if exact:
-        margin = -(-int(receptive_field) // stride) * stride
-    else:
-        margin = -(-(window_len or train_window) // 4 // stride) * stride
+    margin = scan_margin(receptive_field, stride, window_len or train_window)
     if window_len is None:
         core = max(6 * margin, train_window - 2 * margin, step)
     else:

@@ -18,6 +18,12 @@ that covers the model's receptive field on each side (N beyond the chromosome en
 at a multiple of the model's stride; so the scores equal those of the whole chromosome with the
 allele in place. Positions are 1-based in the VCF and the TSV, 0-based inside.
 
+The margin is the scanner's (:meth:`regtracks.inference.session.InferenceSession.margin`, the
+same rule as :func:`regtracks.inference.scan.plan_scan`). Change: for a model without a finite
+receptive field (the Bi-LSTM) it is now a quarter of the training window rounded up to the
+stride, as when scanning, where it used to be half the training window; such a model's scores
+are approximate either way (its outputs see the whole input) and differ from earlier versions'.
+
 A REF allele that does not match the genome is an error naming the VCF line (the usual sign of
 a VCF from another assembly); symbolic (``<DEL>``), breakend and ``*`` alleles are skipped and
 counted.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +45,7 @@ from regtracks._util import RegtracksError, atomic_path, open_text
 from regtracks.config import DEFAULT_VARIANTS, VariantDefaults
 from regtracks.data.datasets import one_hot_torch
 from regtracks.data.genome import encode
+from regtracks.inference.session import open_session
 
 __all__ = ["Variant", "read_vcf", "variant_effects", "score_variants", "VariantResult"]
 
@@ -217,7 +225,7 @@ def score_variants(
     radius: int = DEFAULT_VARIANTS.radius,
     batch_size: int = DEFAULT_VARIANTS.batch_size,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str = DEFAULT_VARIANTS.precision,
     which: str = "best",
     cfg: VariantDefaults = DEFAULT_VARIANTS,
     progress=None,
@@ -243,38 +251,27 @@ def score_variants(
     progress : callable, optional
         ``progress(done, total, label)`` per batch of alleles.
     """
-    import time
-
-    from regtracks.checkpoint import load_dense
-    from regtracks.runtime import autocast_dtype, resolve_device
-
     t0 = time.perf_counter()
     if radius < 0:
         raise RegtracksError(f"--radius must be >= 0, got {radius}")
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    path, ck = load_dense(run, which=which, purpose="variant scores")
-    g = ck.open_genome(genome)
-    ms = ck.marker_set()
-    idx = ms.select(names=markers, category=category)
-    variants, skipped = read_vcf(vcf, g)
-    dev = resolve_device(device)
-    amp = autocast_dtype(precision, dev)
-    model = ck.build_model(device=dev)
-    rf = getattr(model, "receptive_field", None)
-    stride = int(getattr(model, "stride", 1) or 1)
-    train_window = int(ck.raw["data"]["window_len"])
-    margin = int(rf) if rf is not None else train_window // 2
-    margin = -(-margin // stride) * stride
+    sess = open_session(
+        run, genome=genome, which=which, markers=markers, category=category, device=device,
+        precision=precision, purpose="variant scores",
+    )  # fmt: skip
+    idx = sess.marker_idx
+    variants, skipped = read_vcf(vcf, sess.genome)
     res = VariantResult(out=Path(out), variants=len(variants), skipped=skipped)
-    names = [ms[i].name for i in idx]
-    cats = [ms[i].category for i in idx]
+    names = [m.name for m in sess.selected]
+    cats = [m.category for m in sess.selected]
     with atomic_path(out) as tmp, open(tmp, "w") as fh:
         fh.write("\t".join(COLUMNS) + "\n")
         done = 0
         for v, ref_s, alt_s, top in variant_effects(
-            model, g, variants, marker_idx=idx, radius=radius, margin=margin, stride=stride,
-            batch_size=batch_size, device=dev, amp=amp,
+            sess.model, sess.genome, variants, marker_idx=idx, radius=radius,
+            margin=sess.margin(), stride=sess.stride, batch_size=batch_size,
+            device=sess.device, amp=sess.amp,
         ):  # fmt: skip
             head = f"{v.chrom}\t{v.start + 1}\t{v.id}\t{v.ref}\t{v.alt}"
             fh.write(

@@ -217,6 +217,7 @@ def prepare_task(genome, markers, task, cfg, exclude):
 @app.command()
 @handle_errors
 def simulate(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULT_SIM.seed,
     chroms: Annotated[
@@ -231,6 +232,23 @@ def simulate(
     site_density: Annotated[
         float, typer.Option("--site-density", help="Planted sites per Mbp of each motif.")
     ] = DEFAULT_SIM.site_density,
+    genome: Annotated[
+        Path | None,
+        typer.Option(
+            "--genome",
+            help="Real FASTA (plain or bgzip) as the background instead of random DNA; names, "
+            "case and N runs are kept. --chroms / --chrom-len, when given, keep the first N "
+            "chromosomes / crop them.",
+        ),
+    ] = None,
+    motifs: Annotated[
+        str | None,
+        typer.Option(
+            "--motifs",
+            help="JASPAR (.jaspar, .pfm) or MEME file: plant sites sampled from these PWMs "
+            "instead of the consensus library (examples/jaspar_motifs.py writes one).",
+        ),
+    ] = None,
 ):
     """Write a synthetic genome with known rules (FASTA, peaks, markers.tsv, truth.bed)."""
     from dataclasses import replace
@@ -245,11 +263,26 @@ def simulate(
         n_markers=markers,
         site_density=site_density,
     )
+    if genome is not None:  # a real genome: all of it unless --chroms / --chrom-len are given
+        given = {
+            k for k in ("chroms", "chrom_len") if ctx.get_parameter_source(k).name != "DEFAULT"
+        }
+        cfg = replace(
+            cfg,
+            n_chroms=chroms if "chroms" in given else 0,
+            chrom_len=chrom_len if "chrom_len" in given else 0,
+        )
     with _progress("simulating") as update:
-        res = run(out, cfg, progress=lambda d, t, c: update(d // 1000, t // 1000, f"{c} (kbp)"))
+        res = run(
+            out,
+            cfg,
+            genome=genome,
+            motifs=motifs,
+            progress=lambda d, t, c: update(d // 1000, t // 1000, f"{c} (kbp)"),
+        )
     _info(
-        f"wrote {res.genome} ({res.n_bases:,} bp, {cfg.n_chroms} chromosomes), {len(res.n_peaks)} "
-        f"markers in {res.markers}, {res.n_sites:,} planted sites in {res.truth}"
+        f"wrote {res.genome} ({res.n_bases:,} bp, {len(res.chroms)} chromosomes), "
+        f"{len(res.n_peaks)} markers in {res.markers}, {res.n_sites:,} planted sites in {res.truth}"
     )
 
 

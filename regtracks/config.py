@@ -123,6 +123,10 @@ class TrainConfig:
         Steps of linear learning-rate warm-up from ``lr / warmup`` to ``lr`` (0: none).
     pos_weight : float
         Weight of positive labels in the binary cross-entropy (> 1 favours recall).
+    marker_weighting : str
+        ``none`` (plain mean over positions and markers) or ``balanced`` (each marker's loss
+        weighted by the inverse of its positive rate; see
+        :func:`regtracks.training.train.marker_weights`).
     device : str
         ``auto`` (CUDA when there), ``cpu`` or ``cuda``.
     precision : str
@@ -162,6 +166,7 @@ class TrainConfig:
     lr: float = 1e-3
     warmup: int = 0
     pos_weight: float = 1.0
+    marker_weighting: str = "none"
     device: str = "auto"
     precision: str = "auto"
     workers: int = 2

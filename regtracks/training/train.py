@@ -320,6 +320,9 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.wrapped = DDP(model, device_ids=ids)
         self.pos_weight = torch.tensor(cfg.pos_weight, device=device)
+        self.marker_weight = marker_weights(
+            cfg.marker_weighting, positive_fraction(td, "train"), device, task=td.task
+        )
         self.ckpt_base = base_checkpoint(
             task=cfg.task,
             model_name=cfg.model,
@@ -388,13 +391,7 @@ class Trainer:
             self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
         ):
             outs = loss_outputs(self.wrapped, x)
-        yf = y.float()
-        loss = sum(
-            nn.functional.binary_cross_entropy_with_logits(
-                o.float(), yf, pos_weight=self.pos_weight
-            )
-            for o in outs
-        ) / len(outs)
+        loss = sum(self.loss(o, y) for o in outs) / len(outs)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.state["step"])
         self.opt.zero_grad(set_to_none=True)
@@ -405,6 +402,15 @@ class Trainer:
         self.state["step"] += 1
         self.state["step_in_epoch"] += 1
         self._window.add(loss.detach(), x.shape[0] * x.shape[-1])
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy averaged over positions and markers (each marker weighted by
+        ``marker_weight`` when the run balances markers)."""
+        bce = nn.functional.binary_cross_entropy_with_logits
+        if self.marker_weight is None:
+            return bce(logits.float(), y.float(), pos_weight=self.pos_weight)
+        per = bce(logits.float(), y.float(), pos_weight=self.pos_weight, reduction="none")
+        return (per * self.marker_weight).mean()
 
     def validate(self) -> dict | None:
         """Validation PR-AUC / ROC-AUC: per-category means, the overall mean and per marker."""
@@ -638,6 +644,28 @@ class _LogWindow:
         return out
 
 
+def marker_weights(mode: str, rates, device, *, task: str) -> torch.Tensor | None:
+    """Per-marker loss weights, broadcastable to the labels (None: plain mean BCE).
+
+    ``"none"``: every position and marker counts the same, so markers with many positives (broad
+    histone marks) dominate the gradient of the shared layers. ``"balanced"``: marker ``m``
+    weighs ``w_m = 1 / p_m`` (``p_m``: its positive fraction on the training split, clipped to
+    ``[1e-3, 0.5]``), scaled so the weights average 1. Each marker's own loss stays a proper
+    cross-entropy (its optimum, and so the calibration of its probabilities, is unchanged);
+    only the share of the shared layers' gradient each marker gets changes.
+    """
+    import numpy as np
+
+    if mode == "none":
+        return None
+    if mode != "balanced":
+        raise RegtracksError(f"--marker-weighting must be none or balanced, got {mode!r}")
+    p = np.clip(np.nan_to_num(np.asarray(rates, dtype=np.float64), nan=0.5), 1e-3, 0.5)
+    w = 1.0 / p
+    w = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
+    return w.view(1, -1, 1) if task == "dense" else w.view(1, -1)
+
+
 def _check_options(cfg: TrainConfig) -> None:
     if cfg.batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {cfg.batch_size}")
@@ -647,6 +675,25 @@ def _check_options(cfg: TrainConfig) -> None:
         raise RegtracksError(f"--lr must be a positive number, got {cfg.lr}")
     if cfg.warmup < 0:
         raise RegtracksError(f"--warmup must be >= 0 steps, got {cfg.warmup}")
+    if cfg.shift < 0:
+        raise RegtracksError(f"--shift must be >= 0 bp, got {cfg.shift}")
+    if not cfg.pos_weight > 0 or not math.isfinite(cfg.pos_weight):
+        raise RegtracksError(f"--pos-weight must be a positive number, got {cfg.pos_weight}")
+    for opt, value in (
+        ("--patience", cfg.patience),
+        ("--eval-every", cfg.eval_every),
+        ("--max-eval-batches", cfg.max_eval_batches),
+        ("--workers", cfg.workers),
+        ("--checkpoint-every", cfg.checkpoint_every),
+        ("--epochs", cfg.epochs),
+        ("--max-steps", cfg.max_steps),
+    ):
+        if value < 0:
+            raise RegtracksError(f"{opt} must be >= 0, got {value}")
+    if cfg.log_every < 1:
+        raise RegtracksError(f"--log-every must be >= 1, got {cfg.log_every}")
+    if not cfg.grad_clip >= 0 or not math.isfinite(cfg.grad_clip):
+        raise RegtracksError(f"--grad-clip must be >= 0, got {cfg.grad_clip}")
 
 
 def _finite(v) -> float | None:

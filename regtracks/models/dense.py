@@ -42,7 +42,9 @@ from regtracks.models.registry import register_model
 __all__ = ["BaseResolutionCNN", "StridedCNN", "IDCNN", "DenseBiLSTM"]
 
 DILATIONS = (3, 9, 27, 81)
-"""Dilation rates of the dense ``dilated`` model after its stride-10 first layer."""
+"""Dilation rates of the published dense ``dilated`` model after its stride-10 first layer."""
+DENSE_DILATIONS = (1, 3, 9, 27, 81)
+"""Dilation rates of the default ``dilated`` model: the paper's text, every cell read."""
 IDCNN_DILATIONS = (3, 9, 27)
 """Dilation rates inside one ID-CNN block (the published ``ID_block``)."""
 
@@ -410,8 +412,10 @@ class DenseBiLSTM(DenseModel):
 
 
 PAPER_STEM = {"stem_width": 0}
-"""The ``paper`` preset of the strided models: the published width-10, stride-10 first layer."""
-PAPER_DILATED = {**PAPER_STEM, "dilations": ",".join(map(str, DILATIONS)), "residual": False}
+"""The ``paper`` preset of the Bi-LSTM: the published width-20, stride-20 first layer."""
+PAPER_CNN = {"stem_width": 0, "pool": 0}
+"""The ``paper`` preset of ``cnn3`` / ``cnn7``: the published stride-10 first layer, no pooling."""
+PAPER_DILATED = {**PAPER_CNN, "dilations": ",".join(map(str, DILATIONS)), "residual": False}
 """The ``paper`` preset of ``dilated``: the published stack (Table 2's parameter count)."""
 
 
@@ -448,7 +452,8 @@ class StridedParams(NormParams):
     f1: int = 128
     f2: int = 240
     f3: int = 50
-    stem_width: int = 0
+    stem_width: int = 15
+    pool: int = 11
 
 
 @dataclass(frozen=True)
@@ -458,11 +463,10 @@ class CNN3Params(StridedParams):
 
 @dataclass(frozen=True)
 class DilatedParams(StridedParams):
-    """Plus ``pool`` (stride-1 max pooling, 0: none), ``residual`` and the ``dilations``."""
+    """Plus ``residual`` and the ``dilations``."""
 
-    pool: int = 0
-    residual: bool = False
-    dilations: str = ",".join(map(str, DILATIONS))
+    residual: bool = True
+    dilations: str = ",".join(map(str, DENSE_DILATIONS))
 
 
 @dataclass(frozen=True)
@@ -488,7 +492,7 @@ class BiLSTMParams(NormParams):
     f2: int = 80
     f3: int = 128
     d_hidden: int = 200
-    stem_width: int = 0
+    stem_width: int = 15
 
 
 @register_model("cnn1", task="dense", layers=1, kind="CNN", paper_params=137_187, params=CNN1Params)
@@ -498,29 +502,34 @@ def cnn1(n_markers: int, hp: CNN1Params) -> BaseResolutionCNN:
 
 
 def _strided(n_markers: int, hp: StridedParams, rates, **kw) -> StridedCNN:
-    """``StridedCNN`` with coarse convolutions at ``rates`` (``f2`` filters, then ``f3``)."""
+    """``StridedCNN`` with coarse convolutions at ``rates`` (``f2`` filters, then ``f3``).
+
+    ``hp.pool > 1``: stride-1 max pooling of that many cells after the first layer and after
+    every other coarse convolution (the first, third, ...), as the published ``dilated_pooling``
+    models place it."""
     chans = [hp.f2] + [hp.f3] * (len(rates) - 1)
-    pools = kw.pop("pools", [0] * len(rates))
+    pools = [hp.pool if i % 2 == 0 else 0 for i in range(len(rates))]
     layers = [(c, hp.kernel_width, d, p) for c, d, p in zip(chans, rates, pools, strict=True)]
     return StridedCNN(n_markers, stride=hp.stride, layers=layers, f1=hp.f1, f_up=hp.f3,
-                      stem_width=hp.stem_width, **hp.norm(), **kw)  # fmt: skip
+                      stem_width=hp.stem_width, pool_first=hp.pool, **hp.norm(),
+                      **kw)  # fmt: skip
 
 
 @register_model(
     "cnn3", task="dense", layers=3, kind="CNN", paper_params=341_803, params=CNN3Params,
-    presets={"paper": PAPER_STEM},
+    presets={"paper": PAPER_CNN},
 )  # fmt: skip
 def cnn3(n_markers: int, hp: CNN3Params) -> StridedCNN:
-    """Stride-10 conv, one width-10 conv at 10 bp, transposed conv (receptive field 100 bp)."""
+    """Motif stem to 10 bp cells, one width-10 conv, transposed conv (``paper``: 100 bp field)."""
     return _strided(n_markers, hp, [1])
 
 
 @register_model(
     "cnn7", task="dense", layers=7, kind="CNN", paper_params=656_363, params=StridedParams,
-    presets={"paper": PAPER_STEM},
+    presets={"paper": PAPER_CNN},
 )  # fmt: skip
 def cnn7(n_markers: int, hp: StridedParams) -> StridedCNN:
-    """Stride-10 conv, five width-10 convs at 10 bp, transposed conv (receptive field 460 bp)."""
+    """Motif stem to 10 bp cells, five width-10 convs, transposed conv (``paper``: 460 bp)."""
     return _strided(n_markers, hp, [1] * 5)
 
 
@@ -537,7 +546,7 @@ def idcnn(n_markers: int, hp: IDCNNParams) -> IDCNN:
     presets={"paper": PAPER_STEM},
 )  # fmt: skip
 def bilstm(n_markers: int, hp: BiLSTMParams) -> DenseBiLSTM:
-    """Stride-20 conv, bidirectional LSTM (state f2), transposed conv (whole-window field)."""
+    """Motif stem to 20 bp cells, bidirectional LSTM (state f2), transposed conv (whole input)."""
     return DenseBiLSTM(n_markers, **asdict(hp))
 
 
@@ -546,26 +555,28 @@ def bilstm(n_markers: int, hp: BiLSTMParams) -> DenseBiLSTM:
     presets={"paper": PAPER_DILATED},
 )  # fmt: skip
 def dilated(n_markers: int, hp: DilatedParams) -> StridedCNN:
-    """Stride-10 conv, dilated convs at rates 3, 9, 27, 81, transposed conv (10.8 kb field).
+    """Motif stem, dilated convs at rates 1, 3, 9, 27, 81, pooling, transposed conv (11 kb).
 
-    ``pool > 1`` adds stride-1 max pooling of that width after the first (strided) convolution
-    and after every other dilated one (the first and third: the published ``dilated_pooling``
-    variants, Figure 4's pooling option).
+    The default is the paper's model with the fixes that make it learn (measured in
+    BENCHMARKS.md, "Learning"); ``--hparam preset=paper`` is the published stack exactly
+    (Table 2's parameter count):
 
-    ``dilations`` (comma-separated) sets the rates of the coarse convolutions; the first has
-    ``f2`` channels, the others ``f3``. The default is the paper's published stack. With kernel
-    width 10 each of its rates is a multiple of 3, so an output reads one residue class of 10 bp
-    cells mod 3 ("gridding"): it never combines two adjacent cells, so a motif cut by a cell
-    border is seen in halves, and two thirds of the positions around a site cannot see it at
-    all. ``dilations=1,3,9,27,81`` (the paper's text: "dilations of 1, 3, 9, 27, and 81")
-    covers every cell of its 10.9 kb field and has exactly ``cnn7``'s layers, channels and
-    parameter count; the two models differ only in their rates (1, 1, 1, 1, 1 for ``cnn7``),
-    which makes it the controlled comparison of long against short context.
-
-    ``residual=True`` (not in the paper) adds each dilated layer's input to its output, through
-    a 1x1 convolution where the channels change (+43,490 parameters at the defaults): a short
-    path past the long-range layers, as in ResNet and Basenji.
+    * ``dilations`` (comma-separated): rates of the coarse convolutions; the first has ``f2``
+      channels, the others ``f3``. The published stack is ``3,9,27,81``: with kernel width 10
+      each rate is a multiple of 3, so an output reads one residue class of 10 bp cells mod 3
+      ("gridding"), never two adjacent cells. The default ``1,3,9,27,81`` (the paper's text:
+      "dilations of 1, 3, 9, 27, and 81") reads every cell of its field and has exactly
+      ``cnn7``'s layers and channels: the two differ only in their rates.
+    * ``residual`` (default on; not in the paper): each dilated layer's input is added to its
+      output, through a 1x1 convolution where the channels change, as in ResNet and Basenji.
+    * ``stem_width`` (default 15; 0 = the paper's width-10 stride-10 convolution): a
+      base-resolution convolution and a max pool over each 10 bp cell, so a motif is seen
+      whole at every phase of the cell grid (:class:`MotifStem`).
+    * ``pool`` (default 11; 0 = none): stride-1 max pooling of that many cells after the stem
+      and after the first and third dilated convolution, where the published
+      ``dilated_pooling`` model has it (width 5 there). Each output then reads the strongest
+      evidence within +-150 bp, the width of a TF peak, through a path whose gradient reaches
+      the motif filters directly.
     """
     rates = parse_dilations("dilated", hp.dilations)
-    pools = [hp.pool if i % 2 == 0 else 0 for i in range(len(rates))]
-    return _strided(n_markers, hp, rates, pools=pools, pool_first=hp.pool, residual=hp.residual)
+    return _strided(n_markers, hp, rates, residual=hp.residual)

@@ -573,7 +573,7 @@ def model_info(name: str, n_markers: int = 919, **hparams: Any) -> ModelInfo:
         params=count_params(model),
         receptive_field=getattr(model, "receptive_field", None),
         source=spec.source,
-        layers=spec.layers,
+        layers=getattr(model, "n_layers", spec.layers),
         kind=spec.kind,
         paper_params=spec.paper_params,
         stride=getattr(model, "stride", None) if spec.task == "dense" else None,

@@ -270,7 +270,8 @@ class Trainer:
                 window_len=td.cfg.window_len,
             )
             cfg = replace(cfg, hparams=ck.hparams)
-        self.cfg = cfg
+        self.shift = default_shift(td) if cfg.shift is None else cfg.shift
+        self.cfg = cfg = replace(cfg, shift=self.shift)
 
         torch.manual_seed(cfg.seed)
         self.model = model = get_model(cfg.model, n_markers=td.n_markers, **cfg.hparams)
@@ -295,7 +296,7 @@ class Trainer:
             ck.restore_training(model, self.opt, self.state, device)
 
         self.train_ds, collate = make_dataset(
-            td, "train", rc=cfg.rc, seed=cfg.seed, shift=cfg.shift
+            td, "train", rc=cfg.rc, seed=cfg.seed, shift=self.shift
         )
         self.valid_ds, _ = make_dataset(td, "valid")
         if len(self.train_ds) == 0:
@@ -644,24 +645,39 @@ class _LogWindow:
         return out
 
 
+def default_shift(td: TaskData) -> int:
+    """The shift augmentation when none is asked for: half a dense window (each base is seen
+    at every position of the window over the epochs), a quarter of a sequence-task bin (the
+    labelled bin stays inside the input's centre)."""
+    if td.task == "dense":
+        return td.samples.length // 2
+    return td.cfg.bin_size // 4
+
+
+MARKER_WEIGHTINGS = ("none", "sqrt", "inverse")
+
+
 def marker_weights(mode: str, rates, device, *, task: str) -> torch.Tensor | None:
     """Per-marker loss weights, broadcastable to the labels (None: plain mean BCE).
 
-    ``"none"``: every position and marker counts the same, so markers with many positives (broad
-    histone marks) dominate the gradient of the shared layers. ``"balanced"``: marker ``m``
-    weighs ``w_m = 1 / p_m`` (``p_m``: its positive fraction on the training split, clipped to
-    ``[1e-3, 0.5]``), scaled so the weights average 1. Each marker's own loss stays a proper
-    cross-entropy (its optimum, and so the calibration of its probabilities, is unchanged);
-    only the share of the shared layers' gradient each marker gets changes.
+    ``"none"``: every position and marker counts the same, so markers with many positives
+    (broad histone marks) dominate the gradient of the shared layers and rare ones (most TFs)
+    are learnt late. ``"inverse"``: marker ``m`` weighs ``1 / p_m``, ``p_m`` its positive
+    fraction on the training split clipped to ``[1e-3, 0.5]``; ``"sqrt"``: ``1 / sqrt(p_m)``,
+    between the two. Weights are scaled to average 1. Each marker's own loss stays a proper
+    cross-entropy (its optimum, so the calibration of its probabilities, is unchanged); only
+    the share each marker has in the shared layers' gradient changes.
     """
     import numpy as np
 
+    if mode not in MARKER_WEIGHTINGS:
+        raise RegtracksError(
+            f"--marker-weighting must be one of {', '.join(MARKER_WEIGHTINGS)}, got {mode!r}"
+        )
     if mode == "none":
         return None
-    if mode != "balanced":
-        raise RegtracksError(f"--marker-weighting must be none or balanced, got {mode!r}")
     p = np.clip(np.nan_to_num(np.asarray(rates, dtype=np.float64), nan=0.5), 1e-3, 0.5)
-    w = 1.0 / p
+    w = 1.0 / p if mode == "inverse" else 1.0 / np.sqrt(p)
     w = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
     return w.view(1, -1, 1) if task == "dense" else w.view(1, -1)
 
@@ -675,7 +691,7 @@ def _check_options(cfg: TrainConfig) -> None:
         raise RegtracksError(f"--lr must be a positive number, got {cfg.lr}")
     if cfg.warmup < 0:
         raise RegtracksError(f"--warmup must be >= 0 steps, got {cfg.warmup}")
-    if cfg.shift < 0:
+    if cfg.shift is not None and cfg.shift < 0:
         raise RegtracksError(f"--shift must be >= 0 bp, got {cfg.shift}")
     if not cfg.pos_weight > 0 or not math.isfinite(cfg.pos_weight):
         raise RegtracksError(f"--pos-weight must be a positive number, got {cfg.pos_weight}")

@@ -8,7 +8,7 @@ processes of one thread each (``OMP_NUM_THREADS=1``), so on a 2-core machine ``-
 is the fair setting; times are training seconds (optimizer steps only, as ``metrics.jsonl``
 records them).
 
-The candidates (``--only`` takes a comma list of names; ``--list`` prints them): the paper's
+The candidates (``--list`` prints them numbered; ``--only 0,3`` runs some): the paper's
 models as published (``paper``), then the fixes one at a time and together, and a simple
 reference — the plain base-resolution CNN of the issue (conv 19 bp x 64, max pool 10, conv 9,
 max pool +-150 bp, 1x1 output), registered here as ``ref_cnn``.
@@ -61,7 +61,7 @@ CANDIDATES: dict[str, dict] = {
         "hparams": {**PAPER, "dilations": "1,3,9,27,81", "residual": True, "stem_width": 15},
         "train": {"lr": 3e-3, "marker_weighting": "none"},
     },
-    "+ motif stem + shift + pool 11": {
+    "+ motif stem + shift + pool 11 (= defaults, plain mean loss)": {
         "model": "dilated",
         "hparams": {
             **PAPER,
@@ -71,11 +71,6 @@ CANDIDATES: dict[str, dict] = {
             "pool": 11,
         },
         "train": {"lr": 3e-3, "marker_weighting": "none"},
-    },
-    "defaults without balanced markers": {
-        "model": "dilated",
-        "hparams": FIXED,
-        "train": {"marker_weighting": "none"},
     },
     "defaults without shift": {"model": "dilated", "hparams": FIXED, "train": {"shift": 0}},
     "defaults with the paper's stem": {
@@ -149,6 +144,7 @@ def run_one(job: tuple) -> dict:
     from regtracks.config import DEFAULT_DATA, DEFAULT_TRAIN
     from regtracks.data.prepare import positive_fraction, prepare
     from regtracks.training.evaluate import evaluate
+    from regtracks.training.metrics import category_means
     from regtracks.training.train import train
 
     run_dir = Path(out) / _slug(name)
@@ -179,11 +175,7 @@ def run_one(job: tuple) -> dict:
         for line in (run_dir / "metrics.jsonl").read_text().splitlines()
         if '"valid"' in line
     ]
-    cats = td.markers.categories
-    rates = positive_fraction(td, "valid")
-    chance = {
-        c: float(sum(r for r, k in zip(rates, cats) if k == c) / cats.count(c)) for c in set(cats)
-    }
+    chance = category_means(positive_fraction(td, "valid"), td.markers.categories)
     return {
         "name": name,
         "model": spec["model"],
@@ -209,7 +201,11 @@ def steps_to(row: dict, cat: str, level: float) -> str:
 
 
 def table(rows: list[dict], level: float) -> str:
-    cats = [c for c in ("TFBS", "Histone", "DNase") if any(c in r["valid_chance"] for r in rows)]
+    cats = [
+        c
+        for c in ("TFBS", "Histone", "DNase")
+        if any(r["valid_chance"].get(c) is not None for r in rows)
+    ]
     markers = list(rows[0]["test"]) if rows else []
     head = (
         ["candidate"]
@@ -244,18 +240,20 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", help="comma-separated candidate names (default: all)")
+    ap.add_argument("--only", help="candidate numbers of --list, comma-separated (default: all)")
     ap.add_argument("--level", type=float, default=0.3, help="PR-AUC for 'steps to'")
     ap.add_argument("--list", action="store_true", help="print the candidates and exit")
     args = ap.parse_args()
     if args.list or not args.genome:
-        for name, spec in CANDIDATES.items():
-            print(f"{name}: --model {spec['model']} hparams {spec['hparams']} {spec['train']}")
+        for i, (name, spec) in enumerate(CANDIDATES.items()):
+            print(f"{i}. {name}: --model {spec['model']} hparams {spec['hparams']} {spec['train']}")
         return
-    names = list(CANDIDATES) if not args.only else [n.strip() for n in args.only.split(",")]
-    unknown = [n for n in names if n not in CANDIDATES]
-    if unknown:
-        sys.exit(f"unknown candidate(s): {unknown}; see --list")
+    names = list(CANDIDATES)
+    if args.only:
+        try:
+            names = [names[int(i)] for i in args.only.split(",")]
+        except (ValueError, IndexError):
+            sys.exit(f"--only takes numbers from 0 to {len(names) - 1} (see --list)")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     jobs = [
         (n, CANDIDATES[n], args.genome, args.out, args.steps, args.eval_every, args.seed)

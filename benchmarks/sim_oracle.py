@@ -73,29 +73,25 @@ def _scan_score(codes: np.ndarray, lo: np.ndarray, decay: float = 0.01) -> np.nd
     return np.maximum(left, right)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sim", help="a regtracks simulate folder")
-    ap.add_argument("chrom", help="chromosome to score (the test chromosome)")
-    ap.add_argument("--scan", action="store_true", help="add a PWM log-odds scan oracle")
-    args = ap.parse_args()
-    info = json.load(open(f"{args.sim}/simulation.json"))
-    length = info["chroms"][args.chrom]
+def oracles(sim: str, chrom: str, *, scan: bool = False) -> list[dict]:
+    """One dict per local / distal TFBS marker: ``name, rule, rate, local, rule_oracle``
+    (``None`` for local markers) and, with ``scan``, ``scan``."""
+    info = json.load(open(f"{sim}/simulation.json"))
+    length = info["chroms"][chrom]
     sites: dict[str, list[int]] = {}
-    with open(f"{args.sim}/truth.bed") as fh:
+    with open(f"{sim}/truth.bed") as fh:
         for line in fh:
             c, s, e, m = line.split("\t")[:4]
-            if c == args.chrom:
+            if c == chrom:
                 sites.setdefault(m, []).append((int(s) + int(e)) // 2)
     centres = {k: np.sort(np.array(v)) for k, v in sites.items()}
     empty = np.array([], dtype=np.int64)
     lo, hi = info["config"]["distal_min"], info["config"]["distal_max"]
     rows = []
-    scans: dict[str, float] = {}
-    if args.scan:
+    if scan:
         from regtracks.data.genome import Genome
 
-        codes = Genome(f"{args.sim}/genome.fa").fetch(args.chrom, 0, length)
+        codes = Genome(f"{sim}/genome.fa").fetch(chrom, 0, length)
         freq = np.bincount(codes, minlength=5)[1:].astype(np.float64)
         background = (freq + 1) / (freq + 1).sum()
         motifs = {mo["name"]: mo for mo in info["motifs"]}
@@ -104,40 +100,61 @@ def main() -> None:
         if m["rule"] not in ("local", "distal"):
             continue
         y = np.zeros(length, dtype=np.int8)
-        with gzip.open(f"{args.sim}/peaks/{m['name']}.bed.gz", "rt") as fh:
+        with gzip.open(f"{sim}/peaks/{m['name']}.bed.gz", "rt") as fh:
             for line in fh:
                 c, s, e = line.split("\t")[:3]
-                if c == args.chrom:
+                if c == chrom:
                     y[int(s) : int(e)] = 1
         x = centres.get(m["motif_names"][0], empty)
-        local = average_precision_score(y, _distance_score(x, length))
-        rule = None
+        row = {
+            "name": m["name"],
+            "rule": m["rule"],
+            "rate": float(y.mean()),
+            "local": float(average_precision_score(y, _distance_score(x, length))),
+            "rule_oracle": None,
+        }
         if m["rule"] == "distal":
             ys = centres.get(m["partner_name"], empty)
-            keep = np.array([((np.abs(ys - c) >= lo) & (np.abs(ys - c) <= hi)).any() for c in x])
-            rule = average_precision_score(y, _distance_score(x[keep], length))
-        rows.append((m["name"], m["rule"], y.mean(), local, rule))
-        if args.scan:
+            keep = np.array(
+                [((np.abs(ys - c) >= lo) & (np.abs(ys - c) <= hi)).any() for c in x], dtype=bool
+            )
+            row["rule_oracle"] = float(average_precision_score(y, _distance_score(x[keep], length)))
+        if scan:
             pwm = _log_odds(motifs[m["motif_names"][0]], mutation, background)
-            scans[m["name"]] = average_precision_score(y, _scan_score(codes, pwm))
+            row["scan"] = float(average_precision_score(y, _scan_score(codes, pwm)))
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sim", help="a regtracks simulate folder")
+    ap.add_argument("chrom", help="chromosome to score (the test chromosome)")
+    ap.add_argument("--scan", action="store_true", help="add a PWM log-odds scan oracle")
+    args = ap.parse_args()
+    rows = oracles(args.sim, args.chrom, scan=args.scan)
     head, rule_col = (
         "| marker | rule | positive rate | local oracle | rule oracle |",
         "|---|---|---:|---:|---:|",
     )
     print(head + (" scan oracle |" if args.scan else ""))
     print(rule_col + ("---:|" if args.scan else ""))
-    for name, r, rate, local, rule in rows:
-        ceiling = "-" if rule is None else f"{rule:.3f}"
-        tail = f" {scans[name]:.3f} |" if args.scan else ""
-        print(f"| {name} | {r} | {rate:.4f} | {local:.3f} | {ceiling} |{tail}")
+    for row in rows:
+        ceiling = "-" if row["rule_oracle"] is None else f"{row['rule_oracle']:.3f}"
+        tail = f" {row['scan']:.3f} |" if args.scan else ""
+        print(
+            f"| {row['name']} | {row['rule']} | {row['rate']:.4f} | {row['local']:.3f} | "
+            f"{ceiling} |{tail}"
+        )
     for r in ("local", "distal"):
-        sel = [row for row in rows if row[1] == r]
+        sel = [row for row in rows if row["rule"] == r]
         if sel:
-            mean_local = np.mean([row[3] for row in sel])
-            mean_rule = np.mean([row[4] for row in sel]) if r == "distal" else None
-            tail = f", rule oracle {mean_rule:.3f}" if mean_rule is not None else ""
+            mean_local = np.mean([row["local"] for row in sel])
+            tail = ""
+            if r == "distal":
+                tail = f", rule oracle {np.mean([row['rule_oracle'] for row in sel]):.3f}"
             if args.scan:
-                tail += f", scan oracle {np.mean([scans[row[0]] for row in sel]):.3f}"
+                tail += f", scan oracle {np.mean([row['scan'] for row in sel]):.3f}"
             print(f"mean over {r} markers: local oracle {mean_local:.3f}{tail}")
 
 

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,32 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def renamed_keyword(
+    new_value, old_value, *, caller: str, new: str, old: str, why: str = "", stacklevel: int = 3
+):
+    """The value of keyword ``new`` of ``caller``, or of its deprecated former name ``old``.
+
+    ``old`` given (not None) warns with a ``DeprecationWarning`` (``why``, when given, says what
+    the new name means) and stands for ``new``; both given, with different values, is a
+    ``TypeError``. Deprecated names are removed in the release after the one that renamed them.
+    ``stacklevel`` 3 names the code that called ``caller``.
+    """
+    if old_value is None:
+        return new_value
+    note = f" ({why})" if why else ""
+    warnings.warn(
+        f"{caller}({old}=...) is deprecated, use {new}={note}",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    if new_value is not None and new_value != old_value:
+        raise TypeError(
+            f"{caller}() got {new}={new_value!r} and {old}={old_value!r} "
+            f"(the deprecated name of {new}): give {new} only"
+        )
+    return old_value
 
 
 def natural_key(name: str) -> tuple:

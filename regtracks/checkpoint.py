@@ -29,7 +29,7 @@ from pathlib import Path
 
 from regtracks import __version__
 from regtracks._util import RegtracksError, atomic_path
-from regtracks.config import DataConfig
+from regtracks.config import DEFAULT_RUNTIME, DataConfig
 
 __all__ = [
     "FORMAT",
@@ -260,7 +260,7 @@ class Checkpoint:
 
 
 def load_dense(
-    run: str | os.PathLike, *, which: str = "best", purpose: str
+    run: str | os.PathLike, *, which: str = DEFAULT_RUNTIME.checkpoint, purpose: str
 ) -> tuple[Path, Checkpoint]:
     """Find and load the checkpoint of a dense-task run; ``purpose`` names what needs it.
 
@@ -279,7 +279,7 @@ def load_dense(
     return path, ck
 
 
-def find_checkpoint(run: str | os.PathLike, *, which: str = "best") -> Path:
+def find_checkpoint(run: str | os.PathLike, *, which: str = DEFAULT_RUNTIME.checkpoint) -> Path:
     """``RUN/best.pt`` (or ``last.pt``) of a run folder, or the file itself."""
     run = Path(run)
     if run.is_file():

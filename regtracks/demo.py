@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks.config import DEFAULT_DATA, DEFAULT_DEMO, DEFAULT_TRAIN, DemoConfig
+from regtracks._util import renamed_keyword
+from regtracks.config import DEFAULT_DATA, DEFAULT_DEMO, DEFAULT_RUNTIME, DEFAULT_TRAIN, DemoConfig
 
 __all__ = ["demo", "DemoResult"]
 
@@ -48,8 +49,9 @@ def demo(
     out_dir: str | os.PathLike,
     cfg: DemoConfig = DEFAULT_DEMO,
     *,
-    device: str = "auto",
+    device: str = DEFAULT_RUNTIME.device,
     igv_js: str | os.PathLike | None = None,
+    on_event=None,
     progress=None,
 ) -> DemoResult:
     """Run the whole pipeline on the built-in synthetic genome.
@@ -63,18 +65,22 @@ def demo(
         ``auto``, ``cpu`` or ``cuda``.
     igv_js : path, optional
         A local igv.min.js for an offline ``igv.html``.
+    on_event : callable, optional
+        ``on_event(event: dict)``: ``{"event": "stage", "stage": name}`` and the events of
+        :func:`regtracks.training.train.train`, plus ``{"event": "predict", "done": bp,
+        "total": bp, "chrom": name}`` ticks.
     progress : callable, optional
-        ``progress(event: dict)``: ``{"event": "stage", "stage": name}`` and the events of
-        :func:`regtracks.training.train.train`, plus ``{"event": "predict", ...}`` ticks.
+        Deprecated name of ``on_event`` (``DeprecationWarning``); removed in the next release.
     """
+    on_event = renamed_keyword(on_event, progress, caller="demo", new="on_event", old="progress")
     from regtracks.data.simulate import simulate
     from regtracks.inference.predict import predict
     from regtracks.training.evaluate import evaluate
     from regtracks.training.train import train
 
     def stage(name: str, **kw):
-        if progress is not None:
-            progress({"event": "stage", "stage": name, **kw})
+        if on_event is not None:
+            on_event({"event": "stage", "stage": name, **kw})
 
     out = Path(out_dir)
     sim, run, hub = out / "sim", out / "run", out / "hub"
@@ -113,7 +119,7 @@ def demo(
             train_cfg,
             data_cfg=data_cfg,
             resume=(run / "last.pt").is_file(),
-            progress=progress,
+            progress=on_event,  # train()'s name of its event callback
         )
     else:
         stage("train", path=str(run), kept=True)
@@ -128,7 +134,7 @@ def demo(
         device=device,
         build=False,  # the saliency stage adds its track, then writes the hub once
         progress=lambda d, t, c: (
-            progress and progress({"event": "predict", "done": d, "total": t, "chrom": c})
+            on_event and on_event({"event": "predict", "done": d, "total": t, "chrom": c})
         ),
     )
     result = DemoResult(out_dir=out, sim=sim, run=run, hub=hub, report=report, predict=res)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from regtracks._util import RegtracksError, covered_bp
-from regtracks.config import DEFAULT_DATA, SPLITS, TASKS, DataConfig
+from regtracks.config import DEFAULT_DATA, DEFAULT_TRAIN, SPLITS, TASKS, DataConfig
 from regtracks.data.genome import Genome
 from regtracks.data.labels import IntervalIndex
 from regtracks.data.markers import MarkerIntervals, MarkerSet, read_bed_intervals
@@ -45,7 +45,7 @@ def prepare(
     genome: str | os.PathLike | Genome,
     markers: str | os.PathLike | MarkerSet,
     *,
-    task: str = "dense",
+    task: str = DEFAULT_TRAIN.task,
     cfg: DataConfig = DEFAULT_DATA,
     exclude: str | os.PathLike | None = None,
     progress=None,

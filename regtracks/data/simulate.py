@@ -73,7 +73,7 @@ from regtracks.config import CATEGORY_COLORS, DEFAULT_SIM, SimConfig
 from regtracks.data.genome import Genome, _runs, encode, write_fasta_record
 from regtracks.data.motifs import Motif, read_motifs
 
-__all__ = ["simulate", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
+__all__ = ["simulate", "sim_config", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
 
 # Ordered by GC content, highest first: plan_markers gives the first motifs to the TFBS markers,
 # so the local and distal rules use the most distinctive motifs. In the 41 % GC background these
@@ -148,7 +148,7 @@ class SimResult:
 
 def _category_counts(n: int) -> tuple[int, int, int]:
     if n < 3:
-        raise RegtracksError(f"--markers must be at least 3 (one per category), got {n}")
+        raise RegtracksError(f"--n-markers must be at least 3 (one per category), got {n}")
     if n <= 24:  # small: balanced, so that every category is visible
         h = max(1, n // 4)
         d = max(1, n // 4)
@@ -330,6 +330,17 @@ def _sample_pwm(cdf: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
     return (codes + 1).astype(np.uint8)
 
 
+def sim_config(*, real_genome: bool = False, **given) -> SimConfig:
+    """The configuration of a simulation: :data:`~regtracks.config.DEFAULT_SIM` with the
+    ``SimConfig`` fields ``given``.
+
+    With a real genome as background (``real_genome``), ``n_chroms`` and ``chrom_len`` default
+    to 0 instead: every chromosome of it, whole, unless they are given.
+    """
+    base = replace(DEFAULT_SIM, n_chroms=0, chrom_len=0) if real_genome else DEFAULT_SIM
+    return replace(base, **given)
+
+
 def simulate(
     out_dir: str | Path,
     cfg: SimConfig | None = None,
@@ -366,12 +377,12 @@ def simulate(
     SimResult
     """
     if cfg is None:
-        cfg = DEFAULT_SIM if genome is None else replace(DEFAULT_SIM, n_chroms=0, chrom_len=0)
+        cfg = sim_config(real_genome=genome is not None)
     out = Path(out_dir)
     g: Genome | None = None
     if genome is None:
         if cfg.n_chroms < 1:
-            raise RegtracksError(f"--chroms must be at least 1, got {cfg.n_chroms}")
+            raise RegtracksError(f"--n-chroms must be at least 1, got {cfg.n_chroms}")
         if cfg.chrom_len < 50_000:
             raise RegtracksError(f"--chrom-len must be at least 50,000 bp, got {cfg.chrom_len:,}")
         if not 0.0 < cfg.gc < 1.0:
@@ -380,7 +391,7 @@ def simulate(
         lengths = [cfg.chrom_len] * cfg.n_chroms
     else:
         if cfg.n_chroms < 0:
-            raise RegtracksError(f"--chroms must be at least 1 (0: all), got {cfg.n_chroms}")
+            raise RegtracksError(f"--n-chroms must be at least 1 (0: all), got {cfg.n_chroms}")
         if cfg.chrom_len != 0 and cfg.chrom_len < 1_000:
             raise RegtracksError(
                 f"--chrom-len must be at least 1,000 bp with --genome (0: whole), "

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from regtracks._util import RegtracksError
-from regtracks.config import DEFAULT_SCAN, ScanDefaults
+from regtracks.config import DEFAULT_RUNTIME, DEFAULT_SCAN, ScanDefaults
 from regtracks.inference.session import (
     check_writable,
     open_session,
@@ -51,6 +51,11 @@ class PredictResult:
     plan: object = None
     hub: object = None
 
+    @property
+    def bp_per_s(self) -> float:
+        """Bases predicted per second of the whole call."""
+        return self.bases / max(self.total_seconds, 1e-9)
+
 
 def predict(
     run: str | os.PathLike,
@@ -63,11 +68,11 @@ def predict(
     bin_size: int = DEFAULT_SCAN.bin_size,
     scan_window: int | None = None,
     batch_size: int = DEFAULT_SCAN.batch_size,
-    device: str = "auto",
+    device: str = DEFAULT_RUNTIME.device,
     precision: str = DEFAULT_SCAN.precision,
     rc_average: bool = False,
     resume: bool = False,
-    which: str = "best",
+    which: str = DEFAULT_RUNTIME.checkpoint,
     n_procs: int | None = None,
     build: bool = True,
     hub_options: dict | None = None,
@@ -179,7 +184,7 @@ def predict(
             for c in wanted:
                 t0 = time.perf_counter()
 
-                def tick(d, n, c=c, base=done):
+                def tick(d, n, c, base=done):
                     if progress is not None:
                         progress(base + d, total, c)
 

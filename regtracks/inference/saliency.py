@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from regtracks._util import RegtracksError, parse_region
-from regtracks.config import DEFAULT_SALIENCY, SaliencyDefaults
+from regtracks.config import DEFAULT_RUNTIME, DEFAULT_SALIENCY, SaliencyDefaults
 from regtracks.data.datasets import one_hot_torch
 from regtracks.inference.session import check_writable, open_session, scan_window_arg, track_name
 
@@ -204,9 +204,9 @@ def saliency(
     bin_size: int = DEFAULT_SALIENCY.bin_size,
     scan_window: int | None = None,
     batch_size: int = DEFAULT_SALIENCY.batch_size,
-    device: str = "auto",
+    device: str = DEFAULT_RUNTIME.device,
     precision: str = DEFAULT_SALIENCY.precision,
-    which: str = "best",
+    which: str = DEFAULT_RUNTIME.checkpoint,
     n_procs: int | None = 0,
     build: bool = True,
     hub_options: dict | None = None,

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from regtracks._util import RegtracksError
+from regtracks._util import RegtracksError, renamed_keyword
+from regtracks.config import DEFAULT_DATA, DEFAULT_SCAN
 from regtracks.data.datasets import one_hot_torch
 
 __all__ = ["ScanPlan", "plan_scan", "scan_margin", "scan_chromosome", "gap_mask"]
@@ -77,8 +78,9 @@ def plan_scan(
     stride: int,
     *,
     bin_size: int,
+    scan_window: int | None = None,
+    train_window: int = DEFAULT_DATA.window_len,
     window_len: int | None = None,
-    train_window: int = 25_000,
 ) -> ScanPlan:
     """Choose margin, core and window for a model.
 
@@ -90,34 +92,41 @@ def plan_scan(
         The model's translation-equivariance step (bp).
     bin_size : int
         Output bin (bp), >= 1.
-    window_len : int, optional
+    scan_window : int, optional
         Requested model input length; default: large enough that three quarters of each
         window are kept (at least ``train_window``).
     train_window : int
         Window length the model was trained on.
+    window_len : int, optional
+        Deprecated name of ``scan_window`` (``DeprecationWarning``); removed in the next release.
     """
+    scan_window = renamed_keyword(
+        scan_window, window_len, caller="plan_scan", new="scan_window", old="window_len"
+    )
     if bin_size < 1:
         raise RegtracksError(f"--bin-size must be at least 1, got {bin_size}")
     stride = max(1, int(stride))
     step = math.lcm(stride, bin_size)
     exact = receptive_field is not None
-    margin = scan_margin(receptive_field, stride, window_len or train_window)
-    if window_len is None:
+    margin = scan_margin(receptive_field, stride, scan_window or train_window)
+    if scan_window is None:
         core = max(6 * margin, train_window - 2 * margin, step)
     else:
-        if window_len <= 2 * margin:
+        if scan_window <= 2 * margin:
             raise RegtracksError(
-                f"--window-len {window_len:,} leaves no room inside margins of {margin:,} bp "
+                f"--scan-window {scan_window:,} leaves no room inside margins of {margin:,} bp "
                 f"(the model's receptive field); use at least {2 * margin + step:,}"
             )
-        core = window_len - 2 * margin
+        core = scan_window - 2 * margin
     core = max(step, (core // step) * step)
     return ScanPlan(
         margin=margin, core=core, window=core + 2 * margin, bin_size=bin_size, exact=exact
     )
 
 
-def gap_mask(genome, chrom: str, *, min_gap: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def gap_mask(
+    genome, chrom: str, *, min_gap: int = DEFAULT_SCAN.min_gap
+) -> tuple[np.ndarray, np.ndarray]:
     """Runs of N of at least ``min_gap`` bp on ``chrom`` as ``(starts, ends)``."""
     s, e = genome.n_runs(chrom)
     keep = (e - s) >= min_gap
@@ -154,11 +163,11 @@ def scan_chromosome(
     plan: ScanPlan,
     n_markers: int,
     marker_idx: list[int] | None = None,
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_SCAN.batch_size,
     device: torch.device | str = "cpu",
     amp: torch.dtype | None = None,
     rc_average: bool = False,
-    min_gap: int = 100,
+    min_gap: int = DEFAULT_SCAN.min_gap,
     progress=None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict a whole chromosome; yield binned blocks in order.
@@ -184,7 +193,8 @@ def scan_chromosome(
     min_gap : int
         Runs of N at least this long carry no data.
     progress : callable, optional
-        ``progress(done_bp, chrom_len)`` after each batch.
+        ``progress(done_bp, chrom_len, chrom)`` after each batch (the shape of every counted
+        progress report in regtracks: done, total, label).
 
     Yields
     ------
@@ -243,12 +253,12 @@ def scan_chromosome(
         if len(pending) == batch_size:
             yield from _merge(run(pending))
             if progress is not None:
-                progress(min(pending[-1] + core, size), size)
+                progress(min(pending[-1] + core, size), size, chrom)
             pending = []
     if pending:
         yield from _merge(run(pending))
         if progress is not None:
-            progress(size, size)
+            progress(size, size, chrom)
 
 
 def _merge(blocks: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:

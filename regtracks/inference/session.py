@@ -23,15 +23,14 @@ import json
 import os
 import shlex
 import sys
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regtracks import __version__
-from regtracks._util import RegtracksError, sha256_file
-from regtracks.config import CATEGORY_COLORS
+from regtracks._util import RegtracksError, renamed_keyword, sha256_file
+from regtracks.config import CATEGORY_COLORS, DEFAULT_RUNTIME
 
 if TYPE_CHECKING:  # torch and the model stack load on open_session (the module stays light)
     import torch
@@ -104,22 +103,17 @@ def scan_window_arg(scan_window: int | None, window_len: int | None, *, caller: 
     """``scan_window``, or the deprecated ``window_len`` keyword of ``caller`` mapped to it.
 
     ``window_len`` (other than None) warns with a ``DeprecationWarning``; giving both, with
-    different values, is a ``TypeError``.
+    different values, is a ``TypeError`` (see :func:`regtracks._util.renamed_keyword`).
     """
-    if window_len is None:
-        return scan_window
-    warnings.warn(
-        f"{caller}(window_len=...) is deprecated, use scan_window= (the model input length "
-        "while scanning; window_len is the checkpoint's training window)",
-        DeprecationWarning,
-        stacklevel=3,
+    return renamed_keyword(
+        scan_window,
+        window_len,
+        caller=caller,
+        new="scan_window",
+        old="window_len",
+        why="the model input length while scanning; window_len is the checkpoint's training window",
+        stacklevel=4,
     )
-    if scan_window is not None and scan_window != window_len:
-        raise TypeError(
-            f"{caller}() got scan_window={scan_window} and window_len={window_len} "
-            "(the deprecated name of scan_window): give scan_window only"
-        )
-    return window_len
 
 
 @dataclass
@@ -188,7 +182,7 @@ class InferenceSession:
             self.receptive_field,
             self.stride,
             bin_size=bin_size,
-            window_len=scan_window,
+            scan_window=scan_window,
             train_window=self.train_window,
         )
 
@@ -273,11 +267,11 @@ def open_session(
     run: str | os.PathLike,
     *,
     genome=None,
-    which: str = "best",
+    which: str = DEFAULT_RUNTIME.checkpoint,
     markers: list[str] | None = None,
     category: str | None = None,
-    device: str = "auto",
-    precision: str = "auto",
+    device: str = DEFAULT_RUNTIME.device,
+    precision: str = DEFAULT_RUNTIME.precision,
     purpose: str,
 ) -> InferenceSession:
     """Open a dense-task run for inference.

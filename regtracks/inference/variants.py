@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from regtracks._util import RegtracksError, atomic_path, open_text
-from regtracks.config import DEFAULT_VARIANTS, VariantDefaults
+from regtracks.config import DEFAULT_RUNTIME, DEFAULT_VARIANTS, VariantDefaults
 from regtracks.data.datasets import one_hot_torch
 from regtracks.data.genome import encode
 from regtracks.inference.session import open_session
@@ -224,9 +224,9 @@ def score_variants(
     category: str | None = None,
     radius: int = DEFAULT_VARIANTS.radius,
     batch_size: int = DEFAULT_VARIANTS.batch_size,
-    device: str = "auto",
+    device: str = DEFAULT_RUNTIME.device,
     precision: str = DEFAULT_VARIANTS.precision,
-    which: str = "best",
+    which: str = DEFAULT_RUNTIME.checkpoint,
     cfg: VariantDefaults = DEFAULT_VARIANTS,
     progress=None,
 ) -> VariantResult:

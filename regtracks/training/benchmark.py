@@ -21,8 +21,15 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from regtracks._util import RegtracksError, write_text_atomic
-from regtracks.config import CATEGORIES, DEFAULT_DATA, DEFAULT_TRAIN, DataConfig, TrainConfig
+from regtracks._util import RegtracksError, renamed_keyword, write_text_atomic
+from regtracks.config import (
+    CATEGORIES,
+    DEFAULT_DATA,
+    DEFAULT_EVAL,
+    DEFAULT_TRAIN,
+    DataConfig,
+    TrainConfig,
+)
 
 __all__ = ["benchmark", "GRIDS", "grid_configs", "BenchmarkResult"]
 
@@ -127,13 +134,14 @@ def benchmark(
     markers,
     out_dir: str | os.PathLike,
     *,
-    task: str = "dense",
+    task: str = DEFAULT_TRAIN.task,
     models: list[str] | None = None,
-    grid: str = "none",
+    grid: str = DEFAULT_EVAL.grid,
     train_cfg: TrainConfig = DEFAULT_TRAIN,
     data_cfg: DataConfig = DEFAULT_DATA,
     hparams: dict[str, dict] | None = None,
     exclude: str | os.PathLike | None = None,
+    on_event=None,
     progress=None,
 ) -> BenchmarkResult:
     """Train and evaluate every model of ``task``; write ``table.md`` and ``table.json``.
@@ -155,10 +163,15 @@ def benchmark(
     hparams : dict model -> dict, optional
         Fixed hyperparameters per model (``"*"`` applies to every model that has the key);
         values may be strings (converted to the defaults' types).
-    progress : callable, optional
-        ``progress(event: dict)``: ``model`` / ``config`` / ``skip`` events and the training
+    on_event : callable, optional
+        ``on_event(event: dict)``: ``model`` / ``config`` / ``skip`` events and the training
         events of :func:`regtracks.training.train.train`.
+    progress : callable, optional
+        Deprecated name of ``on_event`` (``DeprecationWarning``); removed in the next release.
     """
+    on_event = renamed_keyword(
+        on_event, progress, caller="benchmark", new="on_event", old="progress"
+    )
     from regtracks.data.prepare import prepare
     from regtracks.models import (
         coerce_hparams,
@@ -202,8 +215,8 @@ def benchmark(
         fixed = {k: v for k, v in hparams.get("*", {}).items() if k in model_hparams(name)}
         fixed = coerce_hparams(name, {**fixed, **hparams.get(name, {})})
         configs = grid_configs(name, task, grid)
-        if progress:
-            progress({"event": "model", "model": name, "configs": len(configs)})
+        if on_event:
+            on_event({"event": "model", "model": name, "configs": len(configs)})
         best = None
         for conf in configs:
             hp = {**fixed, **{k: v for k, v in conf.items() if k != "lr"}}
@@ -214,11 +227,11 @@ def benchmark(
             done = run_dir / "done.json"
             if done.is_file():
                 rec = json.loads(done.read_text())
-                if progress:
-                    progress({"event": "skip", "model": name, "run": str(run_dir)})
+                if on_event:
+                    on_event({"event": "skip", "model": name, "run": str(run_dir)})
             else:
-                if progress:
-                    progress(
+                if on_event:
+                    on_event(
                         {"event": "config", "model": name, "run": str(run_dir), "config": conf}
                     )
                 res = train(
@@ -229,7 +242,7 @@ def benchmark(
                     data_cfg=data_cfg,
                     task_data=td,
                     resume=(run_dir / "last.pt").is_file(),
-                    progress=progress,
+                    progress=on_event,  # train()'s name of its event callback
                 )
                 if res.status == "interrupted":
                     raise KeyboardInterrupt

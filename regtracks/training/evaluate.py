@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from regtracks._util import RegtracksError
+from regtracks.config import DEFAULT_EVAL, DEFAULT_RUNTIME
 
 __all__ = ["evaluate", "evaluate_loader", "report_dir"]
 
@@ -50,7 +51,8 @@ def evaluate_loader(
     distributed : bool
         Sum the histograms over torch.distributed processes.
     progress : callable, optional
-        ``progress(done_batches, total_batches)``.
+        ``progress(done_batches, total_batches, "batches")`` after each batch (the shape of
+        every counted progress report in regtracks: done, total, label).
     """
     from regtracks.data.datasets import to_device
     from regtracks.training.metrics import StreamingMetrics
@@ -65,7 +67,7 @@ def evaluate_loader(
             logits = model(x)
         sm.update(logits, y)
         if progress is not None:
-            progress(i + 1, total)
+            progress(i + 1, total, "batches")
     if distributed:
         sm.all_reduce()
     return sm.compute(), sm
@@ -80,14 +82,14 @@ def report_dir(run: str | os.PathLike, split: str) -> Path:
 def evaluate(
     run: str | os.PathLike,
     *,
-    split: str = "test",
+    split: str = DEFAULT_EVAL.split,
     genome=None,
-    which: str = "best",
+    which: str = DEFAULT_RUNTIME.checkpoint,
     out_dir: str | os.PathLike | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    batch_size: int = 8,
-    workers: int = 2,
+    device: str = DEFAULT_RUNTIME.device,
+    precision: str = DEFAULT_RUNTIME.precision,
+    batch_size: int = DEFAULT_EVAL.batch_size,
+    workers: int = DEFAULT_EVAL.workers,
     task_data=None,
     progress=None,
 ) -> dict:
@@ -110,7 +112,7 @@ def evaluate(
         The run's data already prepared (``benchmark`` passes it, so the peak files are not
         read again for every evaluation); its markers and window length must be the run's.
     progress : callable, optional
-        ``progress(done_batches, total_batches)``.
+        ``progress(done_batches, total_batches, "batches")`` (see :func:`evaluate_loader`).
 
     Returns
     -------

@@ -1,0 +1,154 @@
+"""``regtracks predict``, ``saliency`` and ``variants``: a trained dense model over a genome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtracks.cli.common import command, in_kbp, info, progress_bar, tracks_notes
+from regtracks.cli.options import (
+    ChromOpt,
+    GenomeNameOpt,
+    MarkerOptions,
+    ModelOptions,
+    NoHubOpt,
+    OneFileOpt,
+    PrecisionOpt,
+    RadiusOpt,
+    RcAverageOpt,
+    ReduceOpt,
+    RegionOpt,
+    SaliencyScanOptions,
+    ScanOptions,
+    VcfOpt,
+    WritersOpt,
+    batch_size_option,
+    names,
+    out_option,
+    resume_option,
+)
+from regtracks.config import DEFAULT_SALIENCY, DEFAULT_VARIANTS
+
+app = typer.Typer()
+
+# marker selection was --markers (a comma list) in predict and -m in saliency / variants; the
+# scan window was --window-len, which elsewhere is the training window
+MARKER_RENAMES = {"-m": "--marker"}
+SCAN_RENAMES = {"--window-len": "--scan-window"}
+
+
+# --- predict -----------------------------------------------------------------------------------
+@command(app, renamed={"--markers": "--marker", **SCAN_RENAMES})
+def predict(
+    chrom: ChromOpt,
+    out: Annotated[Path, out_option("Hub folder: tracks/*.bw, manifest.json, hub files.")],
+    model: ModelOptions,
+    select: MarkerOptions = MarkerOptions(),
+    scan: ScanOptions = ScanOptions(),
+    rc_average: RcAverageOpt = False,
+    resume: Annotated[
+        bool, resume_option("Keep the tracks already complete from this checkpoint.")
+    ] = False,
+    writers: WritersOpt = None,
+    genome_name: GenomeNameOpt = None,
+    one_file: OneFileOpt = None,
+    no_hub: NoHubOpt = False,
+):
+    """Scan whole chromosomes into one bigWig per marker, plus a UCSC / IGV hub."""
+    from regtracks.inference.predict import predict as run_predict
+
+    hub_options = {"genome_name": genome_name, "one_file": one_file}
+    with progress_bar("predicting") as update:
+        res = run_predict(
+            model.run,
+            out,
+            chroms=list(names(chrom) or []),
+            **model.kwargs(),
+            **select.kwargs(),
+            **scan.kwargs(),
+            rc_average=rc_average,
+            resume=resume,
+            n_procs=writers,
+            build=not no_hub,
+            hub_options={k: v for k, v in hub_options.items() if v is not None},
+            progress=in_kbp(update),
+        )
+    if res.skipped:
+        info(f"kept {len(res.skipped)} complete track(s) from an earlier run (--resume)")
+    if res.tracks:
+        info(
+            f"wrote {len(res.tracks)} track(s) over {len(res.chroms)} chromosome(s) "
+            f"({res.bases:,} bp, {res.bp_per_s / 1e3:,.0f} kbp/s) at {scan.bin_size} bp to "
+            f"{Path(out) / 'tracks'}"
+        )
+    tracks_notes(res, out, "windows")
+
+
+# --- saliency ----------------------------------------------------------------------------------
+@command(app, renamed={**MARKER_RENAMES, **SCAN_RENAMES})
+def saliency(
+    region: RegionOpt,
+    out: Annotated[Path, out_option("Hub folder: tracks/sal_*.bw, manifest.json, hub files.")],
+    model: ModelOptions,
+    select: MarkerOptions = MarkerOptions(),
+    reduce: ReduceOpt = DEFAULT_SALIENCY.reduce,
+    scan: SaliencyScanOptions = SaliencyScanOptions(),
+    no_hub: NoHubOpt = False,
+):
+    """Gradient saliency of markers over a region (the paper's Figure 2) as bigWig tracks."""
+    from regtracks.inference.saliency import saliency as run_saliency
+
+    with progress_bar("saliency") as update:
+        res = run_saliency(
+            model.run,
+            out,
+            region=region,
+            **model.kwargs(),
+            **select.kwargs(),
+            reduce=reduce,
+            **scan.kwargs(),
+            build=not no_hub,
+            progress=in_kbp(update),
+        )
+    s, e = res.span
+    info(
+        f"wrote {len(res.tracks)} saliency track(s) for {res.chrom}:{res.start + 1:,}-{res.end:,} "
+        f"(tracks cover {res.chrom}:{s + 1:,}-{e:,}, {res.seconds:.1f} s) to {Path(out) / 'tracks'}"
+    )
+    tracks_notes(res, out, "gradients")
+
+
+# --- variants ----------------------------------------------------------------------------------
+@command(app, renamed=MARKER_RENAMES)
+def variants(
+    vcf: VcfOpt,
+    out: Annotated[Path, out_option("TSV: one row per allele and marker (see the docs).")],
+    model: ModelOptions,
+    select: MarkerOptions = MarkerOptions(),
+    radius: RadiusOpt = DEFAULT_VARIANTS.radius,
+    batch_size: Annotated[
+        int, batch_size_option("Variants per forward pass.")
+    ] = DEFAULT_VARIANTS.batch_size,
+    precision: PrecisionOpt = DEFAULT_VARIANTS.precision,
+):
+    """Score variants: each marker's predicted probability around REF and ALT, and the change."""
+    from regtracks.inference.variants import score_variants
+
+    with progress_bar("scoring") as update:
+        res = score_variants(
+            model.run,
+            vcf,
+            out,
+            **model.kwargs(),
+            **select.kwargs(),
+            radius=radius,
+            batch_size=batch_size,
+            precision=precision,
+            progress=update,
+        )
+    note = f"; skipped {res.skipped} symbolic allele(s)" if res.skipped else ""
+    info(
+        f"scored {res.variants:,} allele(s) ({res.rows:,} rows, {res.seconds:.1f} s) to {out}{note}"
+    )

@@ -1,0 +1,289 @@
+"""Every option of the command line, declared once: spelling, short name, type and help.
+
+A command's parameter reads ``precision: PrecisionOpt = DEFAULT_SCAN.precision``: the alias says
+what the option is, the default (from :mod:`regtracks.config`, where the library's defaults
+live) stands at the place of use. Where a command needs its own help text (what ``--out``
+writes), a function here makes the option from that text:
+``out: Annotated[Path, out_option("Run folder ...")]``. Options that several commands take
+together are bundles (:class:`DataOptions`, :class:`TrainOptions`, :class:`ModelOptions`,
+:class:`MarkerOptions`, :class:`ScanOptions`): a parameter ``data: DataOptions`` stands for all
+of their options.
+
+One name means one thing in every command:
+
+``-m/--markers``  the marker manifest (TSV);   ``--marker``  marker names to select
+``--window-len``  the training window;         ``--scan-window``  model input while scanning
+``--n-markers`` / ``--n-chroms``  counts;      ``--chroms`` / ``--chrom``  chromosome names
+
+Lists of names (``--marker``, ``--chrom``, ``--chroms``, ``--valid-chroms``,
+``--test-chroms``) are repeatable and take comma lists: ``--marker CTCF,SP1`` is ``--marker
+CTCF --marker SP1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtracks.cli.common import Bundle, fail
+from regtracks.config import (
+    DEFAULT_DATA,
+    DEFAULT_RUNTIME,
+    DEFAULT_SALIENCY,
+    DEFAULT_SCAN,
+    DEFAULT_TRAIN,
+    DataConfig,
+    TrainConfig,
+)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+def names(values: list[str] | str | None) -> tuple[str, ...] | None:
+    """Repeated and comma-separated names, flattened (``None`` when there are none)."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    items = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+    return items or None
+
+
+def hparams(items: list[str] | None) -> dict[str, str]:
+    """``key=value`` strings -> dict of strings (the model registry converts the types)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            fail(f"--hparam {item!r} is not key=value", 2)
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def hparams_per_model(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``[model:]key=value`` strings -> ``{model: {key: value}}``; ``"*"``: every model."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        key = item.split("=", 1)[0]
+        target, kv = item.split(":", 1) if ":" in key else ("*", item)
+        out.setdefault(target, {}).update(hparams([kv]))
+    return out
+
+
+def option(kind, *names: str, help: str):
+    """The annotation of an option: ``kind`` (its Python type), its ``names``, its ``help``."""
+    return Annotated[kind, typer.Option(*names, help=help)]
+
+
+# --- arguments -------------------------------------------------------------------------------
+RunArg = Annotated[Path, typer.Argument(help="Run folder (or a checkpoint file) of a model.")]
+HubArg = Annotated[Path, typer.Argument(help="Hub folder (manifest.json, hub.txt, igv.html).")]
+
+
+# --- options whose help each command words itself ----------------------------------------------
+# used as ``out: Annotated[Path, out_option("Run folder ...")]``
+def out_option(help: str):
+    """``-o/--out`` (a path): where the command writes; ``help`` says what."""
+    return typer.Option("--out", "-o", help=help)
+
+
+def genome_option(help: str):
+    """``-g/--genome`` (a path): a genome FASTA, plain or bgzip; ``help`` says which."""
+    return typer.Option("--genome", "-g", help=help)
+
+
+def resume_option(help: str):
+    """``--resume`` (a flag): continue an interrupted job; ``help`` says how."""
+    return typer.Option("--resume", help=help)
+
+
+def hparam_option(help: str):
+    """``--hparam`` (repeatable strings): model hyperparameters; ``help`` gives the form."""
+    return typer.Option("--hparam", help=help)
+
+
+def batch_size_option(help: str):
+    """``--batch-size`` (an int): items per step or forward pass; ``help`` says which."""
+    return typer.Option("--batch-size", help=help)
+
+
+GenomeOpt = Annotated[Path, genome_option("Genome FASTA (plain or bgzip).")]
+RecordedGenomeOpt = Annotated[
+    Path, genome_option("Genome FASTA (default: the one recorded in the checkpoint).")
+]
+
+# the table of options: one a line (ruff's E501 is off for this file, and so is its formatter
+# here), every spelling once
+# fmt: off
+# --- data: the two tasks, built from a genome and a marker manifest -------------------------
+MarkersOpt = option(Path, "--markers", "-m", help="Marker manifest TSV (name, category, path).")
+TaskOpt = option(str, "--task", help="dense (25 kb windows, a label per base) or sequence (1000 bp inputs).")
+WindowLenOpt = option(int, "--window-len", help="Training window of the dense task (bp).")
+MaxNOpt = option(float, "--max-n", help="Drop inputs with more than this fraction of N.")
+ExcludeOpt = option(Path, "--exclude", help="BED of excluded regions; windows >10% covered are dropped.")
+SplitOpt = option(str, "--split", help="chrom (hold out chromosomes) or random (80/10/10).")
+ValidChromsOpt = option(list[str], "--valid-chroms", help="Validation chromosomes (repeatable, or a comma list).")
+TestChromsOpt = option(list[str], "--test-chroms", help="Test chromosomes (repeatable, or a comma list).")
+ChromsOpt = option(list[str], "--chroms", help="Use only these chromosomes (repeatable, or a comma list).")
+SeedOpt = option(int, "--seed", help="Random seed: the same seed, the same result.")
+
+# --- simulate ----------------------------------------------------------------------------------
+NMarkersOpt = option(int, "--n-markers", help="Number of markers M (919 in the paper).")
+NChromsOpt = option(int, "--n-chroms", help="Number of chromosomes (with --genome: the first N).")
+ChromLenOpt = option(int, "--chrom-len", help="Chromosome length (with --genome: crop to it).")
+SiteDensityOpt = option(float, "--site-density", help="Planted sites per Mbp of each motif.")
+MotifsOpt = option(str, "--motifs", help="JASPAR (.jaspar, .pfm) or MEME file: plant sites sampled from these PWMs instead of the consensus library (examples/jaspar_motifs.py writes one).")
+
+# --- training ----------------------------------------------------------------------------------
+ModelOpt = option(str, "--model", help="Model name (see `regtracks models`).")
+ModelsOpt = option(str, "--models", help="'all' or a comma list of model names.")
+GridOpt = option(str, "--grid", help="none, small or paper (Tables 3/4): keep the best on validation.")
+EpochsOpt = option(int, "--epochs", help="Passes over the training windows.")
+MaxStepsOpt = option(int, "--max-steps", help="Stop after this many steps (0: no limit).")
+LrOpt = option(float, "--lr", help="Adam learning rate.")
+PosWeightOpt = option(float, "--pos-weight", help="Weight of positive labels in the loss.")
+RcOpt = option(bool, "--rc/--no-rc", help="Reverse-complement augmentation.")
+PatienceOpt = option(int, "--patience", help="Stop after N validations without improvement (0: never).")
+EvalEveryOpt = option(int, "--eval-every", help="Validate every N steps (0: each epoch).")
+MaxEvalBatchesOpt = option(int, "--max-eval-batches", help="Validate on at most N batches (0: all).")
+WorkersOpt = option(int, "--workers", help="DataLoader worker processes.")
+OverwriteOpt = option(bool, "--overwrite", help="Start again in a folder that holds a run.")
+EvalSplitOpt = option(str, "--split", help="Split to score: valid or test.")
+
+# --- running a model -------------------------------------------------------------------------
+DeviceOpt = option(str, "--device", help="auto, cpu or cuda.")
+PrecisionOpt = option(str, "--precision", help="auto (bf16 on CUDA), fp32 or bf16.")
+CheckpointOpt = option(str, "--checkpoint", help="Checkpoint of the run folder: best or last.")
+MarkerOpt = option(list[str], "--marker", help="Marker name(s): repeatable, or a comma list (default: all).")
+CategoryOpt = option(str, "--category", help="Only markers of this category: TFBS, Histone, DNase.")
+ScanWindowOpt = option(int, "--scan-window", help="Model input length while scanning (default: from the receptive field).")
+BinSizeOpt = option(int, "--bin-size", help="Track resolution in bp (the mean per bin; 1: every base).")
+ChromOpt = option(list[str], "--chrom", "-c", help="Chromosome(s) to predict: repeatable, or a comma list; or 'all'.")
+RcAverageOpt = option(bool, "--rc-average", help="Average with the reverse-complement prediction.")
+WritersOpt = option(int, "--writers", help="bigWig writer processes (0: in this process).")
+RegionOpt = option(str, "--region", "-r", help="chr1:1,000,001-1,100,000 (1-based, inclusive) or a chromosome.")
+ReduceOpt = option(str, "--reduce", help="grad_x_input (gradient at the base present) or norm (paper Fig. 2).")
+VcfOpt = option(Path, "--vcf", help="VCF (plain or gzip); REF must match the genome.")
+RadiusOpt = option(int, "--radius", help="Bases scored on each side of a variant.")
+
+# --- hubs --------------------------------------------------------------------------------------
+NoHubOpt = option(bool, "--no-hub", help="Write tracks and manifest.json only.")
+GenomeNameOpt = option(str, "--genome-name", help="A UCSC-hosted assembly (hg19, hg38, mm10, ...): plain hub, no 2bit, instead of an assembly hub.")
+OneFileOpt = option(bool, "--one-file/--multi-file", help="One hub.txt with 'useOneFile on', or hub.txt + genomes.txt + trackDb.txt (default: as last built, else multi-file).")
+IgvJsOpt = option(Path, "--igv-js", help="Local igv.min.js (igv.js 3.x) to embed for offline use.")
+EmailOpt = option(str, "--email", help="Contact e-mail of hub.txt (UCSC needs one).")
+PortOpt = option(int, "--port", "-p", help="Port; 0 picks a free one.")
+HostOpt = option(str, "--host", help="Address to listen on; 0.0.0.0 = every interface.")
+VerboseOpt = option(bool, "--verbose", "-v", help="Log every request.")
+
+# --- output ------------------------------------------------------------------------------------
+JsonOpt = option(bool, "--json", help="Print JSON to stdout instead of tables.")
+# fmt: on
+
+
+# --- bundles: options that several commands take together ---------------------------------------
+@dataclass(frozen=True)
+class DataOptions(Bundle):
+    """A task's data: genome, markers, and how windows and splits are built (``train``,
+    ``benchmark``, ``data summary``)."""
+
+    genome: GenomeOpt
+    markers: MarkersOpt
+    task: TaskOpt = DEFAULT_TRAIN.task
+    window_len: WindowLenOpt = DEFAULT_DATA.window_len
+    max_n: MaxNOpt = DEFAULT_DATA.max_n
+    exclude: ExcludeOpt = None
+    split: SplitOpt = DEFAULT_DATA.split
+    valid_chroms: ValidChromsOpt = None
+    test_chroms: TestChromsOpt = None
+    chroms: ChromsOpt = None
+
+    def config(self, seed: int) -> DataConfig:
+        """The DataConfig (validated by the library when it is used)."""
+        return replace(
+            DEFAULT_DATA,
+            window_len=self.window_len,
+            max_n=self.max_n,
+            split=self.split,
+            valid_chroms=names(self.valid_chroms),
+            test_chroms=names(self.test_chroms),
+            chroms=names(self.chroms),
+            seed=seed,
+        )
+
+
+@dataclass(frozen=True)
+class TrainOptions(Bundle):
+    """How each model is trained (``train``, ``benchmark``); the names of TrainConfig's fields."""
+
+    epochs: EpochsOpt = DEFAULT_TRAIN.epochs
+    max_steps: MaxStepsOpt = DEFAULT_TRAIN.max_steps
+    batch_size: Annotated[int, batch_size_option("Windows per optimizer step and process.")] = (
+        DEFAULT_TRAIN.batch_size
+    )
+    lr: LrOpt = DEFAULT_TRAIN.lr
+    patience: PatienceOpt = DEFAULT_TRAIN.patience
+    eval_every: EvalEveryOpt = DEFAULT_TRAIN.eval_every
+    max_eval_batches: MaxEvalBatchesOpt = DEFAULT_TRAIN.max_eval_batches
+    device: DeviceOpt = DEFAULT_TRAIN.device
+    precision: PrecisionOpt = DEFAULT_TRAIN.precision
+    workers: WorkersOpt = DEFAULT_TRAIN.workers
+
+    def config(self, **more) -> TrainConfig:
+        """The TrainConfig of these options and ``more`` (other TrainConfig fields)."""
+        return replace(DEFAULT_TRAIN, **asdict(self), **more)
+
+
+@dataclass(frozen=True)
+class ModelOptions(Bundle):
+    """A trained model: the run (the command's argument), which checkpoint of it, on which
+    genome and device (``evaluate``, ``predict``, ``saliency``, ``variants``)."""
+
+    run: RunArg
+    genome: RecordedGenomeOpt = None
+    checkpoint: CheckpointOpt = DEFAULT_RUNTIME.checkpoint
+    device: DeviceOpt = DEFAULT_RUNTIME.device
+
+    def kwargs(self) -> dict:
+        """The library's keywords: ``genome``, ``which``, ``device``."""
+        return {"genome": self.genome, "which": self.checkpoint, "device": self.device}
+
+
+@dataclass(frozen=True)
+class MarkerOptions(Bundle):
+    """Which markers of a run (``predict``, ``saliency``, ``variants``)."""
+
+    marker: MarkerOpt = None
+    category: CategoryOpt = None
+
+    def kwargs(self) -> dict:
+        """The library's keywords: ``markers`` (a list or None: all) and ``category``."""
+        return {"markers": list(names(self.marker) or []) or None, "category": self.category}
+
+
+@dataclass(frozen=True)
+class ScanOptions(Bundle):
+    """How a model runs along a chromosome (``predict``); the library's keywords."""
+
+    bin_size: BinSizeOpt = DEFAULT_SCAN.bin_size
+    scan_window: ScanWindowOpt = None
+    batch_size: Annotated[int, batch_size_option("Windows per forward pass.")] = (
+        DEFAULT_SCAN.batch_size
+    )
+    precision: PrecisionOpt = DEFAULT_SCAN.precision
+
+    def kwargs(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SaliencyScanOptions(ScanOptions):
+    """The same for ``saliency``, with its defaults (every base, fp32 gradients)."""
+
+    bin_size: BinSizeOpt = DEFAULT_SALIENCY.bin_size
+    batch_size: Annotated[int, batch_size_option("Windows per forward and backward pass.")] = (
+        DEFAULT_SALIENCY.batch_size
+    )
+    precision: PrecisionOpt = DEFAULT_SALIENCY.precision

@@ -1,0 +1,271 @@
+"""``regtracks train``, ``evaluate`` and ``benchmark``: models trained and scored."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtracks.cli.common import command, info, progress_bar, rich_progress, stdout
+from regtracks.cli.data import prepare_task
+from regtracks.cli.options import (
+    DataOptions,
+    EvalSplitOpt,
+    GridOpt,
+    JsonOpt,
+    ModelOpt,
+    ModelOptions,
+    ModelsOpt,
+    OverwriteOpt,
+    PosWeightOpt,
+    PrecisionOpt,
+    RcOpt,
+    SeedOpt,
+    TrainOptions,
+    WorkersOpt,
+    batch_size_option,
+    hparam_option,
+    hparams,
+    hparams_per_model,
+    names,
+    out_option,
+    resume_option,
+)
+from regtracks.config import DEFAULT_EVAL, DEFAULT_RUNTIME, DEFAULT_TRAIN
+
+app = typer.Typer()
+
+
+class TrainView:
+    """Rich progress for the training events (``start``, ``train``, ``valid``)."""
+
+    def __init__(self):
+        self.bar = rich_progress("info")
+        self.task = None
+        self.loss = float("nan")
+        self.rate = 0.0
+        self.best = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def print(self, text: str) -> None:
+        self.bar.console.print(text)
+
+    def _info(self) -> str:
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        return f"loss {self.loss:.4f}  {self.rate / 1e3:,.1f} kbp/s  best PR-AUC {best}"
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "start":
+            self.task = self.bar.add_task("train", total=ev["total"], completed=ev["step"], info="")
+            self.print(
+                f"training on {ev['device']} ({ev['precision']}, {ev['world']} process(es)): "
+                f"{ev['train']:,} train / {ev['valid']:,} valid windows, "
+                f"{ev['steps_per_epoch']:,} steps per epoch"
+            )
+        elif kind == "train":
+            self.loss, self.rate = ev["loss"], ev["bp_per_s"]
+            self.bar.update(self.task, completed=ev["step"], info=self._info())
+        elif kind == "valid":
+            pr = ev.get("pr_auc")
+            if pr:
+                if ev.get("best"):
+                    self.best = pr["mean"]
+                cats = "  ".join(
+                    f"{c} {pr[c]:.3f}"
+                    for c in ("TFBS", "Histone", "DNase")
+                    if pr.get(c) is not None
+                )
+                mark = " [green](best)[/green]" if ev.get("best") else ""
+                self.print(f"step {ev['step']:,} (epoch {ev['epoch']}): valid PR-AUC {cats}{mark}")
+            self.bar.update(self.task, completed=ev["step"], info=self._info())
+
+
+class BenchmarkView(TrainView):
+    """Training progress, one bar per configuration."""
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "model":
+            self.print(f"[bold]{ev['model']}[/bold]: {ev['configs']} configuration(s)")
+        elif kind in ("skip", "config"):
+            done = ": finished earlier, kept" if kind == "skip" else ""
+            self.print(f"  {ev['run']}{done}")
+        else:
+            if kind == "start" and self.task is not None:
+                self.bar.remove_task(self.task)
+                self.best = None
+            super().__call__(ev)
+
+
+# --- train -------------------------------------------------------------------------------------
+@command(app)
+def train(
+    data: DataOptions,
+    out: Annotated[Path, out_option("Run folder (best.pt, last.pt, metrics.jsonl).")],
+    model: ModelOpt = DEFAULT_TRAIN.model,
+    hparam: Annotated[
+        list[str], hparam_option("Model hyperparameter key=value (repeatable).")
+    ] = None,
+    training: TrainOptions = TrainOptions(),
+    pos_weight: PosWeightOpt = DEFAULT_TRAIN.pos_weight,
+    rc: RcOpt = DEFAULT_TRAIN.rc,
+    seed: SeedOpt = DEFAULT_TRAIN.seed,
+    resume: Annotated[bool, resume_option("Continue the run in --out from last.pt.")] = False,
+    overwrite: OverwriteOpt = False,
+):
+    """Train one model of either task; resumable, on CPU, GPU or many GPUs (torchrun)."""
+    from regtracks.runtime import DistEnv
+    from regtracks.training.train import train as run
+
+    cfg = training.config(
+        task=data.task,
+        model=model,
+        hparams=hparams(hparam),
+        pos_weight=pos_weight,
+        rc=rc,
+        seed=seed,
+    )
+    main_rank = DistEnv.from_env().is_main  # with torchrun, rank 0 alone shows and tells
+    td = prepare_task(data, seed, show=main_rank)
+    with TrainView() if main_rank else contextlib.nullcontext() as view:
+        res = run(
+            data.genome,
+            data.markers,
+            out,
+            cfg,
+            data_cfg=td.cfg,
+            exclude=data.exclude,
+            resume=resume,
+            overwrite=overwrite,
+            task_data=td,
+            progress=view,  # train()'s name of its event callback
+        )
+    if not main_rank:
+        return
+    best = "-" if res.best is None else f"{res.best:.4f}"
+    info(
+        f"{res.status} at step {res.step:,} (epoch {res.epoch}); best valid mean PR-AUC {best} "
+        f"at step {res.best_step}; run in {res.run_dir}"
+    )
+    if res.status == "interrupted":
+        info(f"resume with: regtracks train ... --out {res.run_dir} --resume")
+        raise typer.Exit(130)
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+@command(app)
+def evaluate(
+    model: ModelOptions,
+    split: EvalSplitOpt = DEFAULT_EVAL.split,
+    out: Annotated[Path, out_option("Report folder (default RUN/evaluate/SPLIT).")] = None,
+    precision: PrecisionOpt = DEFAULT_RUNTIME.precision,
+    batch_size: Annotated[
+        int, batch_size_option("Windows per forward pass.")
+    ] = DEFAULT_EVAL.batch_size,
+    workers: WorkersOpt = DEFAULT_EVAL.workers,
+    as_json: JsonOpt = False,
+):
+    """PR-AUC and ROC-AUC per marker and per category over every position of a split."""
+    from regtracks.training.evaluate import evaluate as run_eval
+    from regtracks.training.evaluate import report_dir
+
+    with progress_bar(f"evaluating {split}") as update:
+        report = run_eval(
+            model.run,
+            split=split,
+            out_dir=out,
+            **model.kwargs(),
+            precision=precision,
+            batch_size=batch_size,
+            workers=workers,
+            progress=update,
+        )
+    where = out or report_dir(model.run, split)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        info(f"report in {where}")
+        return
+    print_report(report)
+    info(f"report in {where} (report.json, report.md, PR curves)")
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def print_report(report: dict) -> None:
+    from rich.table import Table
+
+    con = stdout()
+    t = Table(title=f"{report.get('model', '')} on {report['split']}: mean per category")
+    for col in ("category", "markers", "PR-AUC", "ROC-AUC"):
+        t.add_column(col, justify="left" if col == "category" else "right")
+    for cat, v in report["categories"].items():
+        n = sum(1 for m in report["markers"] if m["category"] == cat)
+        t.add_row(cat, str(n), _fmt(v.get("pr_auc")), _fmt(v.get("roc_auc")))
+    con.print(t)
+    t = Table(title="per marker (chance PR-AUC = positive rate)")
+    for col in ("marker", "category", "PR-AUC", "chance", "ROC-AUC"):
+        t.add_column(col, justify="left" if col in ("marker", "category") else "right")
+    for m in report["markers"][:50]:
+        rate = m.get("positive_rate")
+        t.add_row(
+            m["name"],
+            m["category"],
+            _fmt(m["pr_auc"]),
+            "-" if rate is None else f"{rate:.4f}",
+            _fmt(m["roc_auc"]),
+        )
+    if len(report["markers"]) > 50:
+        t.caption = f"first 50 of {len(report['markers'])} markers; all in report.md"
+    con.print(t)
+
+
+# --- benchmark ---------------------------------------------------------------------------------
+@command(app)
+def benchmark(
+    data: DataOptions,
+    out: Annotated[Path, out_option("Benchmark folder (runs/, table.md, table.json).")],
+    models: ModelsOpt = "all",
+    grid: GridOpt = DEFAULT_EVAL.grid,
+    hparam: Annotated[
+        list[str],
+        hparam_option(
+            "[model:]key=value, fixed for that model (or every model that has key); repeatable."
+        ),
+    ] = None,
+    training: TrainOptions = TrainOptions(),
+    seed: SeedOpt = DEFAULT_TRAIN.seed,
+):
+    """Train and evaluate every model of a task: the paper's Table 1 / Table 2.
+
+    --epochs and --max-steps are per model; --lr holds unless the grid sets it.
+    """
+    from regtracks.training.benchmark import benchmark as run_bench
+
+    with BenchmarkView() as view:
+        res = run_bench(
+            data.genome,
+            data.markers,
+            out,
+            task=data.task,
+            models=None if models == "all" else list(names(models) or []),
+            grid=grid,
+            train_cfg=training.config(task=data.task, seed=seed),
+            data_cfg=data.config(seed),
+            hparams=hparams_per_model(hparam),
+            exclude=data.exclude,
+            on_event=view,
+        )
+    typer.echo(res.table_md.read_text())
+    info(f"tables: {res.table_md}, {res.table_json}")

@@ -13,7 +13,7 @@ models as published (``paper``), then the fixes one at a time and together, and 
 reference — the plain base-resolution CNN of the issue (conv 19 bp x 64, max pool 10, conv 9,
 max pool +-150 bp, 1x1 output), registered here as ``ref_cnn``.
 
-    regtracks simulate --out g4 --chroms 4 --chrom-len 2000000 --markers 4
+    regtracks simulate --out g4 --n-chroms 4 --chrom-len 2000000 --n-markers 4
     OMP_NUM_THREADS=1 python benchmarks/ablate_learning.py g4 --out abl --steps 500 --parallel 2
 
 prints a Markdown table (steps to reach a validation PR-AUC of 0.3 per category, validation

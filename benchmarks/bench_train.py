@@ -101,7 +101,7 @@ def main() -> None:
         run,
         cfg,
         data_cfg=replace(DEFAULT_DATA, window_len=args.window_len, split="random"),
-        progress=progress,
+        on_event=progress,
     )
     stop.set()
     wall = time.perf_counter() - t0

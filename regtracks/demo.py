@@ -119,7 +119,7 @@ def demo(
             train_cfg,
             data_cfg=data_cfg,
             resume=(run / "last.pt").is_file(),
-            progress=on_event,  # train()'s name of its event callback
+            on_event=on_event,
         )
     else:
         stage("train", path=str(run), kept=True)

@@ -1,5 +1,6 @@
 """Training, checkpoints, resume, Ctrl-C, NaN, DDP and bad input."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -228,3 +229,59 @@ def test_torchrun_ddp_two_processes(sim_small, tmp_path):
     assert len(valid) == 1  # rank 0 alone writes
     train = [x for x in lines if x["event"] == "train"]
     assert train and train[-1]["step"] == 3
+
+
+def test_learning_options_curves_and_tensorboard(sim_small, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    tb = tmp_path / "tb"
+    r = run(
+        *train_args(sim_small, out, "--max-steps", "4", "--eval-every", "2"),
+        "--shift", "300", "--marker-weighting", "inverse", "--warmup", "3", "--lr", "0.002",
+        "--tensorboard", str(tb),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["train"]["shift"] == 300 and ck["train"]["marker_weighting"] == "inverse"
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [x["lr"] for x in lines if x["event"] == "train"]
+    assert lrs and all(0 < v <= 0.002 for v in lrs)
+    valid = [x for x in lines if x["event"] == "valid"]
+    assert all(x["seconds"] > 0 and len(x["pr_auc_markers"]) == 4 for x in valid)
+    assert valid[0]["seconds"] < valid[1]["seconds"]
+    png = (out / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert any(p.name.startswith("events.out.tfevents") for p in tb.iterdir())
+    # the default shift is half the window; evaluate writes the curves beside its report
+    r = run(*train_args(sim_small, tmp_path / "run2", "--max-steps", "2", "--eval-every", "2"))
+    assert r.exit_code == 0, r.output
+    ck = torch.load(tmp_path / "run2" / "last.pt", weights_only=True)
+    assert ck["train"]["shift"] == 1000 and ck["train"]["marker_weighting"] == "sqrt"
+    r = run("evaluate", str(out), "--split", "test", "--workers", "0")
+    assert r.exit_code == 0, r.output
+    assert (out / "evaluate" / "test" / "curves.png").is_file()
+    for bad, needle in (
+        (["--marker-weighting", "loud"], "--marker-weighting"),
+        (["--shift", "-1"], "--shift"),
+        (["--warmup", "-2"], "--warmup"),
+        (["--patience", "-1"], "--patience"),
+        (["--lr", "nan"], "--lr"),
+    ):
+        one_line_error(run(*train_args(sim_small, tmp_path / "bad", *bad)), needle)
+
+
+def test_marker_weights_by_hand():
+    from regtracks.training.train import marker_weights
+
+    rates = [0.01, 0.04, 0.0001, 0.25]
+    assert marker_weights("none", rates, "cpu", task="dense") is None
+    w = marker_weights("inverse", rates, "cpu", task="dense")
+    p = [0.01, 0.04, 0.001, 0.25]  # clipped to [1e-3, 0.5]
+    want = [1 / x for x in p]
+    want = [x / (sum(want) / 4) for x in want]
+    assert w.shape == (1, 4, 1) and torch.allclose(w.flatten(), torch.tensor(want))
+    w = marker_weights("sqrt", rates, "cpu", task="sequence")
+    want = [x**-0.5 for x in p]
+    want = [x / (sum(want) / 4) for x in want]
+    assert w.shape == (1, 4) and torch.allclose(w.flatten(), torch.tensor(want))

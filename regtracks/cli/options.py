@@ -143,6 +143,10 @@ GridOpt = option(str, "--grid", help="none, small or paper (Tables 3/4): keep th
 EpochsOpt = option(int, "--epochs", help="Passes over the training windows.")
 MaxStepsOpt = option(int, "--max-steps", help="Stop after this many steps (0: no limit).")
 LrOpt = option(float, "--lr", help="Adam learning rate.")
+WarmupOpt = option(int, "--warmup", help="Steps of linear learning-rate warm-up (0: none).")
+ShiftOpt = option(int | None, "--shift", help="Shift augmentation (bp; default: half a window, a quarter bin for --task sequence; 0: off).")
+MarkerWeightingOpt = option(str, "--marker-weighting", help="Loss weight per marker: sqrt (1/sqrt(positive rate)), inverse or none.")
+TensorBoardOpt = option(Path | None, "--tensorboard", help="Also log to TensorBoard in this folder (pip install tensorboard).")
 PosWeightOpt = option(float, "--pos-weight", help="Weight of positive labels in the loss.")
 RcOpt = option(bool, "--rc/--no-rc", help="Reverse-complement augmentation.")
 PatienceOpt = option(int, "--patience", help="Stop after N validations without improvement (0: never).")
@@ -224,6 +228,9 @@ class TrainOptions(Bundle):
         DEFAULT_TRAIN.batch_size
     )
     lr: LrOpt = DEFAULT_TRAIN.lr
+    warmup: WarmupOpt = DEFAULT_TRAIN.warmup
+    shift: ShiftOpt = DEFAULT_TRAIN.shift
+    marker_weighting: MarkerWeightingOpt = DEFAULT_TRAIN.marker_weighting
     patience: PatienceOpt = DEFAULT_TRAIN.patience
     eval_every: EvalEveryOpt = DEFAULT_TRAIN.eval_every
     max_eval_batches: MaxEvalBatchesOpt = DEFAULT_TRAIN.max_eval_batches

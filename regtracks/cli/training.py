@@ -24,6 +24,7 @@ from regtracks.cli.options import (
     PrecisionOpt,
     RcOpt,
     SeedOpt,
+    TensorBoardOpt,
     TrainOptions,
     WorkersOpt,
     batch_size_option,
@@ -122,6 +123,7 @@ def train(
     seed: SeedOpt = DEFAULT_TRAIN.seed,
     resume: Annotated[bool, resume_option("Continue the run in --out from last.pt.")] = False,
     overwrite: OverwriteOpt = False,
+    tensorboard: TensorBoardOpt = None,
 ):
     """Train one model of either task; resumable, on CPU, GPU or many GPUs (torchrun)."""
     from regtracks.runtime import DistEnv
@@ -134,6 +136,7 @@ def train(
         pos_weight=pos_weight,
         rc=rc,
         seed=seed,
+        tensorboard=None if tensorboard is None else str(tensorboard),
     )
     main_rank = DistEnv.from_env().is_main  # with torchrun, rank 0 alone shows and tells
     td = prepare_task(data, seed, show=main_rank)
@@ -148,7 +151,7 @@ def train(
             resume=resume,
             overwrite=overwrite,
             task_data=td,
-            progress=view,  # train()'s name of its event callback
+            on_event=view,
         )
     if not main_rank:
         return

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from regtracks._util import RegtracksError
+from regtracks.config import DEFAULT_MODELS
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -125,7 +126,7 @@ class ModelInfo:
     kind: str = ""
     paper_params: int | None = None
     stride: int | None = None
-    n_markers: int = 919
+    n_markers: int = DEFAULT_MODELS.n_markers
     description: str = ""
     hparams: dict = field(default_factory=dict)
     preset_params: dict = field(default_factory=dict)
@@ -553,7 +554,7 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def model_info(name: str, n_markers: int = 919, **hparams: Any) -> ModelInfo:
+def model_info(name: str, n_markers: int = DEFAULT_MODELS.n_markers, **hparams: Any) -> ModelInfo:
     """Describe model ``name``: task, parameters (for ``n_markers``), receptive field, source.
 
     The model is built on the ``meta`` device, so even the 50M-parameter sequence models cost
@@ -584,7 +585,9 @@ def model_info(name: str, n_markers: int = 919, **hparams: Any) -> ModelInfo:
     )
 
 
-def describe_models(task: str | None = None, *, n_markers: int = 919) -> list[ModelInfo]:
+def describe_models(
+    task: str | None = None, *, n_markers: int = DEFAULT_MODELS.n_markers
+) -> list[ModelInfo]:
     """:func:`model_info` of every registered model (of ``task``), in :func:`list_models` order."""
     if isinstance(n_markers, bool) or not isinstance(n_markers, int) or n_markers < 1:
         raise RegtracksError(f"n_markers must be a positive integer, got {n_markers!r}")

@@ -242,7 +242,7 @@ def benchmark(
                     data_cfg=data_cfg,
                     task_data=td,
                     resume=(run_dir / "last.pt").is_file(),
-                    progress=on_event,  # train()'s name of its event callback
+                    on_event=on_event,
                 )
                 if res.status == "interrupted":
                     raise KeyboardInterrupt

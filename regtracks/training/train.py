@@ -167,6 +167,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     task_data: TaskData | None = None,
+    on_event=None,
     progress=None,
 ) -> TrainResult:
     """Train ``cfg.model`` on the task built from ``genome`` and ``markers``.
@@ -187,8 +188,10 @@ def train(
         Start again in a folder that holds a run.
     task_data : TaskData, optional
         Data already prepared (the benchmark reuses it across models).
+    on_event : callable, optional
+        ``on_event(event: dict)``; events ``start``, ``train``, ``valid``, ``end``.
     progress : callable, optional
-        ``progress(event: dict)``; events ``start``, ``train``, ``valid``, ``end``.
+        Deprecated name of ``on_event`` (``DeprecationWarning``); removed in the next release.
 
     Returns
     -------
@@ -200,6 +203,9 @@ def train(
         Bad options, a folder holding another run, a mismatched ``--resume``, or a NaN loss
         (``last.pt`` then still holds the last good state).
     """
+    from regtracks._util import renamed_keyword
+
+    on_event = renamed_keyword(on_event, progress, caller="train", new="on_event", old="progress")
     trainer = Trainer(
         genome,
         markers,
@@ -210,7 +216,7 @@ def train(
         resume=resume,
         overwrite=overwrite,
         task_data=task_data,
-        progress=progress,
+        on_event=on_event,
     )
     return trainer.run()
 
@@ -234,7 +240,7 @@ class Trainer:
         resume: bool = False,
         overwrite: bool = False,
         task_data: TaskData | None = None,
-        progress=None,
+        on_event=None,
     ):
         from regtracks.models import coerce_hparams, get_model
 
@@ -243,7 +249,7 @@ class Trainer:
         self.device = device = resolve_device(cfg.device, dist)
         self.amp = autocast_dtype(cfg.precision, device)
         self.out = out = Path(out_dir)
-        self.progress = progress if dist.is_main else None
+        self.on_event = on_event if dist.is_main else None
         if dist.is_main:
             _check_out_dir(out, resume=resume, overwrite=overwrite)
         if device.type == "cuda":
@@ -369,8 +375,8 @@ class Trainer:
                 fh.write(json.dumps(rec) + "\n")
             if self.tensorboard is not None:
                 self.tensorboard.log(rec)
-        if self.progress:
-            self.progress(rec)
+        if self.on_event:
+            self.on_event(rec)
 
     def write_curves(self) -> None:
         """``curves.png`` of the run so far (skipped without matplotlib)."""

@@ -21,7 +21,9 @@ def models_list(
 ):
     """List the models: task, layers, type, parameters, receptive field, source (plugins too).
 
-    --task lists one task's models; --n-markers sets the outputs M of the parameter counts.
+    "paper preset" counts the published architecture (--hparam preset=paper; "=": the default
+    is it), "paper" the count Tables 1 and 2 print. --task lists one task's models;
+    --n-markers sets the outputs M of the parameter counts.
     """
     import warnings
 
@@ -42,10 +44,18 @@ def print_models(infos, n_markers: int) -> None:
     from rich.table import Table
 
     t = Table(title=f"models (parameters for {n_markers:,} markers)")
-    for col in ("name", "task", "layers", "type", "params", "receptive field", "source"):
-        t.add_column(col, justify="right" if col in ("layers", "params") else "left")
+    cols = ("name", "task", "layers", "type", "params", "paper preset", "paper", "receptive field",
+            "source")  # fmt: skip
+    for col in cols:
+        right = col in ("layers", "params", "paper preset", "paper")
+        t.add_column(col, justify="right" if right else "left")
     for i in infos:
         rf = "whole input" if i.receptive_field is None else f"{i.receptive_field:,} bp"
         layers = "" if i.layers is None else str(i.layers)
-        t.add_row(i.name, i.task, layers, i.kind, f"{i.params:,}", rf, i.source)
+        preset = i.preset_params.get("paper")
+        preset = (
+            "=" if preset is None and i.paper_params else ("" if preset is None else f"{preset:,}")
+        )
+        paper = "" if i.paper_params is None else f"{i.paper_params:,}"
+        t.add_row(i.name, i.task, layers, i.kind, f"{i.params:,}", preset, paper, rf, i.source)
     stdout().print(t)

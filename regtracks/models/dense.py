@@ -444,8 +444,10 @@ class CNN1Params(NormParams):
 
 @dataclass(frozen=True)
 class StridedParams(NormParams):
-    """``stride``-bp cells from a width-``stride`` convolution of ``f1`` filters; coarse
-    convolutions ``kernel_width`` cells wide of ``f2`` (first) and ``f3`` (others) filters."""
+    """``stride``-bp cells of ``f1`` features (from the motif stem, ``stem_width`` bases wide,
+    or with ``stem_width=0`` the paper's width-``stride`` strided convolution); coarse
+    convolutions ``kernel_width`` cells wide of ``f2`` (first) and ``f3`` (others) filters;
+    stride-1 max pooling of ``pool`` cells (0: none)."""
 
     stride: int = 10
     kernel_width: int = 10
@@ -485,7 +487,8 @@ class IDCNNParams(NormParams):
 
 @dataclass(frozen=True)
 class BiLSTMParams(NormParams):
-    """Stride-``stride`` convolution of ``f1`` filters, LSTM state ``f2``, ``f3`` up-filters."""
+    """``stride``-bp cells of ``f1`` features (motif stem or, ``stem_width=0``, a strided
+    convolution), LSTM state ``f2``, ``f3`` up-filters."""
 
     stride: int = 20
     f1: int = 128

@@ -89,6 +89,9 @@ class SimConfig:
     softmask_fraction: float = 0.3
     # planted sites per Mbp of each motif of the library
     site_density: float = 30.0
+    # sites per Mbp of the motifs only histone marks follow (None: site_density); a broad domain
+    # covers kilobases, so at the TF density the marks would cover much of the genome
+    broad_density: float | None = None
     # distal rule: a partner site 1-5 kb away (centre to centre)
     distal_min: int = 1_000
     distal_max: int = 5_000

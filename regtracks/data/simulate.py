@@ -61,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, field, replace
@@ -380,6 +381,11 @@ def simulate(
         cfg = sim_config(real_genome=genome is not None)
     out = Path(out_dir)
     g: Genome | None = None
+    for opt, value in (("--site-density", cfg.site_density), ("broad_density", cfg.broad_density)):
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise RegtracksError(f"{opt} must be a number >= 0 (sites per Mbp), got {value}")
+    if cfg.seed < 0:
+        raise RegtracksError(f"--seed must be >= 0, got {cfg.seed}")
     if genome is None:
         if cfg.n_chroms < 1:
             raise RegtracksError(f"--n-chroms must be at least 1, got {cfg.n_chroms}")
@@ -445,6 +451,14 @@ def simulate(
     for r in rules:
         if r.rule == "distal":  # one partner planting per (motif, partner) pair
             partner_of.setdefault(r.motifs[0], set()).add(r.partner)
+    density = [cfg.site_density] * n_motifs
+    if cfg.broad_density is not None:  # motifs that only broad (histone) marks follow
+        used = {
+            j for r in rules if r.rule != "broad" for j in (*r.motifs, r.partner) if j is not None
+        }
+        for r in rules:
+            if r.rule == "broad" and r.motifs[0] not in used:
+                density[r.motifs[0]] = cfg.broad_density
 
     if workers is None:  # processes pay off once peak writing dominates
         big = cfg.n_markers * total_bp > 5e9
@@ -477,7 +491,7 @@ def simulate(
                 # -- sites: each motif at site_density per Mbp, plus distal partners
                 mids, poss, strands = [], [], []
                 for j in range(n_motifs):
-                    k = crng.poisson(cfg.site_density * L / 1e6)
+                    k = crng.poisson(density[j] * L / 1e6)
                     room = L - motif_len[j]
                     if room <= 0:  # a contig shorter than the motif (real genomes only)
                         k = 0

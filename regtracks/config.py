@@ -89,7 +89,8 @@ class SimConfig:
     softmask_fraction: float = 0.3
     # planted sites per Mbp of each motif of the library
     site_density: float = 30.0
-    # sites per Mbp of the motifs only histone marks follow (None: site_density); a broad domain
+    # sites per Mbp of the motifs histone marks follow (None: site_density), unless a TF or DNase
+    # peak is centred on them too (partners of distal rules are thinned with them); a broad domain
     # covers kilobases, so at the TF density the marks would cover much of the genome
     broad_density: float | None = None
     # distal rule: a partner site 1-5 kb away (centre to centre)

@@ -397,3 +397,32 @@ def test_simulate_cli_genome_and_motifs(real, tmp_path):
         app, ["simulate", "--genome", str(tmp_path / "no.fa"), "--out", str(tmp_path / "x")]
     )
     assert r.exit_code == 1 and "not found" in r.output
+
+
+def test_broad_density_thins_histone_motifs_only(tmp_path):
+    """broad_density: sites of the motifs histone marks follow, unless a TF / DNase peak is
+    centred on them (a distal rule's partner may be thinned); the others keep site_density."""
+    cfg = replace(CFG, n_chroms=2, chrom_len=1_000_000, n_markers=12, site_density=100)
+    simulate(tmp_path / "a", replace(cfg, broad_density=10))
+    info = json.loads((tmp_path / "a" / "simulation.json").read_text())
+    centred = {m["motif_names"][i] for m in info["markers"] if m["rule"] != "broad"
+               for i in range(len(m["motif_names"]))}  # fmt: skip
+    broad = {m["motif_names"][0] for m in info["markers"] if m["rule"] == "broad"}
+    thinned = broad - centred
+    assert thinned  # the 12-marker library has histone-only and partner motifs
+
+    def counts(d):
+        n = {}
+        for ln in (d / "truth.bed").read_text().splitlines():
+            n[ln.split("\t")[3]] = n.get(ln.split("\t")[3], 0) + 1
+        return n
+
+    simulate(tmp_path / "b", cfg)  # broad_density None: every motif at site_density
+    thin, full = counts(tmp_path / "a"), counts(tmp_path / "b")
+    partners = {m["partner_name"] for m in info["markers"] if m["rule"] == "distal"}
+    for motif in thinned - partners:  # 10 per Mbp x 2 Mbp instead of 100 x 2
+        assert thin.get(motif, 0) < 60 < 150 < full[motif], (motif, thin.get(motif))
+    for motif in thinned & partners:  # plus the partners planted beside the distal sites
+        assert thin[motif] < full[motif] - 100, (motif, thin[motif], full[motif])
+    for motif in centred:  # 100 per Mbp x 2 Mbp
+        assert thin[motif] > 150, (motif, thin[motif])

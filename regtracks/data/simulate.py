@@ -452,10 +452,9 @@ def simulate(
         if r.rule == "distal":  # one partner planting per (motif, partner) pair
             partner_of.setdefault(r.motifs[0], set()).add(r.partner)
     density = [cfg.site_density] * n_motifs
-    if cfg.broad_density is not None:  # motifs that only broad (histone) marks follow
-        used = {
-            j for r in rules if r.rule != "broad" for j in (*r.motifs, r.partner) if j is not None
-        }
+    if cfg.broad_density is not None:  # motifs broad (histone) marks follow, unless a TF or
+        # DNase peak is centred on them too (a distal rule's partner motif may be thinned)
+        used = {j for r in rules if r.rule != "broad" for j in r.motifs}
         for r in rules:
             if r.rule == "broad" and r.motifs[0] not in used:
                 density[r.motifs[0]] = cfg.broad_density

@@ -27,7 +27,7 @@ import numpy as np
 from regtracks._util import renamed_keyword
 from regtracks.config import DEFAULT_DATA, DEFAULT_DEMO, DEFAULT_RUNTIME, DEFAULT_TRAIN, DemoConfig
 
-__all__ = ["demo", "DemoResult"]
+__all__ = ["demo", "DemoResult", "saliency_peaks"]
 
 
 @dataclass
@@ -42,6 +42,8 @@ class DemoResult:
     predict: object
     saliency: object = None
     saliency_marker: str = ""
+    # the strongest saliency peaks of the region, each with the nearest planted site
+    saliency_peaks: list = field(default_factory=list)
     variants: dict = field(default_factory=dict)
 
 
@@ -150,6 +152,7 @@ def demo(
         hub_options={"igv_js": igv_js} if igv_js else None,
     )  # fmt: skip
     result.saliency_marker = marker
+    result.saliency_peaks = saliency_peaks(result.saliency.tracks[0], region, sites)
     stage("variants", path=str(out / "variants.tsv"))
     result.variants = _knockouts(run, sim, out, info, sites, test_chrom, cfg, device)
     return result
@@ -182,6 +185,54 @@ def _saliency_target(info: dict, sites: dict, chrom: str) -> tuple[str, str]:
     first = next(m for m in info["markers"] if m["category"] == "TFBS")  # no distal marker
     mid = size // 2
     return f"{chrom}:{mid - 10_000 + 1}-{mid + 10_000}", first["name"]
+
+
+def saliency_peaks(
+    track: str | os.PathLike, region: str, sites: dict, k: int = 5, width: int = 15
+) -> list[dict]:
+    """The ``k`` strongest saliency peaks of a region and the planted site nearest each.
+
+    |saliency| is summed over ``width`` bp (about a motif's length); the peaks are the
+    ``k`` highest sums at least ``width`` apart, each with the nearest planted site's motif
+    and the distance from its centre (``on_site``: within ``width`` bp). On a model that
+    learnt the rules the top of the track is on the marker's own motif and its partner's.
+    """
+    import pyBigWig
+
+    chrom, span = region.split(":")
+    start, end = (int(x.replace(",", "")) for x in span.split("-"))
+    start -= 1
+    with pyBigWig.open(str(track)) as bw:
+        v = np.nan_to_num(np.asarray(bw.values(chrom, start, end), dtype=np.float64))
+    c = np.concatenate([[0.0], np.cumsum(np.abs(v))])
+    score = c[width:] - c[:-width]  # score[i]: bases i .. i + width - 1
+    order = np.argsort(-score, kind="stable")
+    taken: list[int] = []
+    for i in order:
+        if len(taken) == k or score[i] <= 0:
+            break
+        if all(abs(int(i) - j) >= width for j in taken):
+            taken.append(int(i))
+    peaks = []
+    for i in taken:
+        centre = start + i + width // 2
+        best = (None, None)
+        for motif, xs in sites.items():
+            if len(xs):
+                j = int(np.argmin(np.abs(xs - centre)))
+                d = int(xs[j]) - centre
+                if best[1] is None or abs(d) < abs(best[1]):
+                    best = (motif, d)
+        peaks.append(
+            {
+                "position": centre + 1,  # 1-based, as a browser shows it
+                "score": float(score[i]),
+                "nearest_motif": best[0],
+                "distance": best[1],
+                "on_site": best[1] is not None and abs(best[1]) <= width,
+            }
+        )
+    return peaks
 
 
 def _knockouts(run, sim, out, info, sites, chrom, cfg, device) -> dict:

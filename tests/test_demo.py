@@ -43,3 +43,31 @@ def test_demo_end_to_end(tmp_path):
     # a second run keeps the finished stages
     r = CliRunner().invoke(app, ["demo", "--out", str(out), "--steps", "2", "--device", "cpu"])
     assert r.exit_code == 0 and " ".join(r.stderr.split()).count("done earlier, kept") == 2
+
+
+def test_saliency_peaks_by_hand(tmp_path):
+    """Peaks of |saliency| summed over 15 bp, at least 15 bp apart, with the nearest site."""
+    import numpy as np
+    import pyBigWig
+
+    from regtracks.demo import saliency_peaks
+
+    v = np.zeros(2_000)
+    v[500:515] = -3.0  # strongest (|.|), centred 507 (0-based) -> 1-based 1,508 in chr:1001-
+    v[1200:1215] = 2.0
+    v[1220:1222] = 1.0  # weaker, 20 bp off the second; not a site
+    path = tmp_path / "s.bw"
+    with pyBigWig.open(str(path), "w") as bw:
+        bw.addHeader([("c", 10_000)])
+        bw.addEntries("c", 1_000, values=v.tolist(), span=1, step=1)
+    sites = {"CTCF": np.array([1_507, 5_000]), "MAX": np.array([2_230])}
+    peaks = saliency_peaks(path, "c:1,001-3,000", sites, k=2)
+    assert [p["position"] for p in peaks] == [1_000 + 507 + 1, 1_000 + 1_207 + 1]
+    assert peaks[0]["score"] == 45.0 and peaks[1]["score"] == 30.0
+    assert (peaks[0]["nearest_motif"], peaks[0]["distance"], peaks[0]["on_site"]) == (
+        "CTCF",
+        0,
+        True,
+    )
+    assert (peaks[1]["nearest_motif"], peaks[1]["distance"]) == ("MAX", 2_230 - 2_207)
+    assert peaks[1]["on_site"] is False

@@ -80,6 +80,16 @@ def demo(
         f"saliency of {res.saliency_marker} around a planted site with a distal partner: "
         f"{sal.chrom}:{sal.start + 1:,}-{sal.end:,} (track sal_{res.saliency_marker})"
     )
+    peaks = res.saliency_peaks
+    if peaks:
+        on = [p["nearest_motif"] for p in peaks if p["on_site"]]
+        info(
+            f"its {len(peaks)} strongest 15 bp peaks: {len(on)} on planted sites"
+            + (f" ({', '.join(on)})" if on else "")
+            + "; strongest at "
+            + f"{sal.chrom}:{peaks[0]['position']:,} ({peaks[0]['nearest_motif']} site "
+            + f"{peaks[0]['distance']:+d} bp)"
+        )
     v = res.variants
     info(
         f"variants: {v['alleles']} knock-outs of planted TFBS sites change their own marker's "

@@ -82,6 +82,11 @@ CANDIDATES: dict[str, dict] = {
     "defaults, lr 1e-3": {"model": "dilated", "hparams": FIXED, "train": {"lr": 1e-3}},
     "defaults (dilated)": {"model": "dilated", "hparams": FIXED, "train": {}},
     "defaults (cnn7)": {"model": "cnn7", "hparams": FIXED, "train": {}},
+    "defaults + cosine lr decay": {
+        "model": "dilated",
+        "hparams": FIXED,
+        "train": {"lr_decay": "cosine"},
+    },
     "reference CNN, lr 1e-2": {
         "model": "ref_cnn",
         "hparams": {},

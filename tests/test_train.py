@@ -238,11 +238,13 @@ def test_learning_options_curves_and_tensorboard(sim_small, tmp_path):
     r = run(
         *train_args(sim_small, out, "--max-steps", "4", "--eval-every", "2"),
         "--shift", "300", "--marker-weighting", "inverse", "--warmup", "3", "--lr", "0.002",
+        "--lr-decay", "cosine",
         "--tensorboard", str(tb),
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["train"]["shift"] == 300 and ck["train"]["marker_weighting"] == "inverse"
+    assert ck["train"]["lr_decay"] == "cosine"
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     lrs = [x["lr"] for x in lines if x["event"] == "train"]
     assert lrs and all(0 < v <= 0.002 for v in lrs)
@@ -265,6 +267,7 @@ def test_learning_options_curves_and_tensorboard(sim_small, tmp_path):
         (["--marker-weighting", "loud"], "--marker-weighting"),
         (["--shift", "-1"], "--shift"),
         (["--warmup", "-2"], "--warmup"),
+        (["--lr-decay", "step"], "--lr-decay"),
         (["--patience", "-1"], "--patience"),
         (["--lr", "nan"], "--lr"),
     ):
@@ -285,3 +288,22 @@ def test_marker_weights_by_hand():
     want = [x**-0.5 for x in p]
     want = [x / (sum(want) / 4) for x in want]
     assert w.shape == (1, 4) and torch.allclose(w.flatten(), torch.tensor(want))
+
+
+def test_lr_schedule_by_hand():
+    import math
+
+    from regtracks.training.train import lr_schedule
+
+    # warm-up: 1/4, 2/4, 3/4, 4/4 of lr, then constant
+    assert [lr_schedule(s, 0.4, 4, "none", 10) for s in range(6)] == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4, 0.4, 0.4]
+    )
+    # cosine after a warm-up of 2 over 12 steps: lr at step 2, lr/100 at step 11, midpoint
+    lrs = [lr_schedule(s, 1.0, 2, "cosine", 12) for s in range(12)]
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert lrs[-1] == pytest.approx(0.01)
+    t = (6 - 2) / (12 - 1 - 2)
+    assert lrs[6] == pytest.approx(0.01 + 0.99 * (1 + math.cos(math.pi * t)) / 2)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False))
+    assert lr_schedule(50, 1.0, 0, "cosine", 0) == 1.0  # no known end: constant

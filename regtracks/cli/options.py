@@ -144,6 +144,7 @@ EpochsOpt = option(int, "--epochs", help="Passes over the training windows.")
 MaxStepsOpt = option(int, "--max-steps", help="Stop after this many steps (0: no limit).")
 LrOpt = option(float, "--lr", help="Adam learning rate.")
 WarmupOpt = option(int, "--warmup", help="Steps of linear learning-rate warm-up (0: none).")
+LrDecayOpt = option(str, "--lr-decay", help="none, or cosine: the learning rate falls to lr/100 at the last step.")
 ShiftOpt = option(int | None, "--shift", help="Shift augmentation (bp; default: half a window, a quarter bin for --task sequence; 0: off).")
 MarkerWeightingOpt = option(str, "--marker-weighting", help="Loss weight per marker: sqrt (1/sqrt(positive rate)), inverse or none.")
 TensorBoardOpt = option(Path | None, "--tensorboard", help="Also log to TensorBoard in this folder (pip install tensorboard).")
@@ -229,6 +230,7 @@ class TrainOptions(Bundle):
     )
     lr: LrOpt = DEFAULT_TRAIN.lr
     warmup: WarmupOpt = DEFAULT_TRAIN.warmup
+    lr_decay: LrDecayOpt = DEFAULT_TRAIN.lr_decay
     shift: ShiftOpt = DEFAULT_TRAIN.shift
     marker_weighting: MarkerWeightingOpt = DEFAULT_TRAIN.marker_weighting
     patience: PatienceOpt = DEFAULT_TRAIN.patience

@@ -365,9 +365,8 @@ class Trainer:
         return total
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of optimizer step ``step`` (0-based): linear warm-up to ``cfg.lr``."""
-        w = self.cfg.warmup
-        return self.cfg.lr * min(1.0, (step + 1) / w) if w else self.cfg.lr
+        """Learning rate of optimizer step ``step`` (0-based): see :func:`lr_schedule`."""
+        return lr_schedule(step, self.cfg.lr, self.cfg.warmup, self.cfg.lr_decay, self.total_steps)
 
     def _emit(self, rec: dict, *, log: bool = True) -> None:
         if log and self.dist.is_main:
@@ -688,6 +687,21 @@ def marker_weights(mode: str, rates, device, *, task: str) -> torch.Tensor | Non
     return w.view(1, -1, 1) if task == "dense" else w.view(1, -1)
 
 
+def lr_schedule(step: int, lr: float, warmup: int, decay: str, total: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) of a run of ``total`` steps.
+
+    A linear warm-up over ``warmup`` steps (``lr / warmup`` .. ``lr``), then ``lr``
+    (``decay="none"``) or half a cosine from ``lr`` to ``lr / 100`` at the last step
+    (``decay="cosine"``; constant when ``total`` is unknown, 0).
+    """
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    if decay == "cosine" and total > warmup + 1:
+        t = min(1.0, (step - warmup) / (total - 1 - warmup))
+        return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
+    return lr
+
+
 def _check_options(cfg: TrainConfig) -> None:
     if cfg.batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {cfg.batch_size}")
@@ -697,6 +711,8 @@ def _check_options(cfg: TrainConfig) -> None:
         raise RegtracksError(f"--lr must be a positive number, got {cfg.lr}")
     if cfg.warmup < 0:
         raise RegtracksError(f"--warmup must be >= 0 steps, got {cfg.warmup}")
+    if cfg.lr_decay not in ("none", "cosine"):
+        raise RegtracksError(f"--lr-decay must be none or cosine, got {cfg.lr_decay!r}")
     if cfg.shift is not None and cfg.shift < 0:
         raise RegtracksError(f"--shift must be >= 0 bp, got {cfg.shift}")
     if not cfg.pos_weight > 0 or not math.isfinite(cfg.pos_weight):

@@ -17,7 +17,7 @@ max pool +-150 bp, 1x1 output), registered here as ``ref_cnn``.
     OMP_NUM_THREADS=1 python benchmarks/ablate_learning.py g4 --out abl --steps 500 --parallel 2
 
 prints a Markdown table (steps to reach a validation PR-AUC of 0.3 per category, validation
-PR-AUC per category at the end, test PR-AUC per marker, seconds) and writes ``abl/table.json``.
+PR-AUC per category at the best checkpoint, its test PR-AUC per marker, training seconds) and writes ``abl/table.json``.
 Every run folder has ``metrics.jsonl`` and ``curves.png``; a finished run is not run again.
 """
 
@@ -215,16 +215,18 @@ def table(rows: list[dict], level: float) -> str:
     head = (
         ["candidate"]
         + [f"steps to {level:g} {c}" for c in cats]
-        + [f"valid {c}" for c in cats]
+        + [f"best valid {c}" for c in cats]
         + [f"test {m}" for m in markers]
         + ["seconds"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         last = r["valid"][-1] if r["valid"] else {"pr_auc": {}, "seconds": None}
+        # the validation the test checkpoint (best.pt, best mean PR-AUC) comes from
+        best = max(r["valid"], key=lambda v: (v["pr_auc"] or {}).get("mean") or 0, default=last)
         cells = [r["name"]]
         cells += [steps_to(r, c, level) for c in cats]
-        cells += [f"{(last['pr_auc'] or {}).get(c) or 0:.3f}" for c in cats]
+        cells += [f"{(best['pr_auc'] or {}).get(c) or 0:.3f}" for c in cats]
         cells += [f"{r['test'][m]:.3f}" if r["test"][m] is not None else "-" for m in markers]
         cells += [f"{last['seconds']:.0f}" if last.get("seconds") else "-"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -17,7 +17,8 @@ max pool +-150 bp, 1x1 output), registered here as ``ref_cnn``.
     OMP_NUM_THREADS=1 python benchmarks/ablate_learning.py g4 --out abl --steps 500 --parallel 2
 
 prints a Markdown table (steps to reach a validation PR-AUC of 0.3 per category, validation
-PR-AUC per category at the best checkpoint, its test PR-AUC per marker, training seconds) and writes ``abl/table.json``.
+PR-AUC per category at the best checkpoint, its test PR-AUC per marker, training seconds) and
+writes ``abl/table.json``.
 Every run folder has ``metrics.jsonl`` and ``curves.png``; a finished run is not run again.
 """
 

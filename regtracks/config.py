@@ -127,9 +127,11 @@ class TrainConfig:
     warmup : int
         Steps of linear learning-rate warm-up from ``lr / warmup`` to ``lr`` (0: none).
     lr_decay : str
-        ``none`` (constant after the warm-up) or ``cosine`` (half a cosine from ``lr`` after the
-        warm-up down to ``lr / 100`` at the run's last step; a function of the step alone, so a
-        ``--resume`` continues the same schedule).
+        ``cosine`` (the default: half a cosine from ``lr`` after the warm-up down to ``lr / 100``
+        at the run's last step; a function of the step and the run's length, so a ``--resume``
+        to the same end continues the same schedule) or ``none`` (constant after the warm-up).
+        On the ablation genome cosine beat the constant rate on all four markers (BENCHMARKS.md,
+        "Learning").
     pos_weight : float
         Weight of positive labels in the binary cross-entropy (> 1 favours recall).
     marker_weighting : str
@@ -176,7 +178,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 3e-3
     warmup: int = 0
-    lr_decay: str = "none"
+    lr_decay: str = "cosine"
     pos_weight: float = 1.0
     marker_weighting: str = "sqrt"
     device: str = "auto"

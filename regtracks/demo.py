@@ -98,6 +98,7 @@ def demo(
         hparams=dict(cfg.hparams),
         batch_size=cfg.batch_size,
         lr=cfg.lr,
+        lr_decay=cfg.lr_decay,
         max_steps=cfg.max_steps,
         epochs=0,
         eval_every=cfg.eval_every,

@@ -62,7 +62,7 @@ def _simulate(out: Path, genome: str | None, motifs: str | None, seed: int) -> P
 
 def _run(job: tuple) -> None:
     """``benchmark`` of some models (trains what is not finished, writes the table of them)."""
-    models, sim, out, steps, eval_every = job
+    models, sim, out, steps, eval_every, lr_decay = job
     import torch
 
     torch.set_num_threads(1)
@@ -75,6 +75,7 @@ def _run(job: tuple) -> None:
         epochs=0,
         max_steps=steps,
         eval_every=eval_every,
+        lr_decay=lr_decay,
         patience=0,
         workers=0,
         device="cpu",
@@ -100,6 +101,7 @@ def main() -> None:
     ap.add_argument("--genome", help="a real FASTA as background (simulate --genome)")
     ap.add_argument("--motifs", help="JASPAR / MEME motifs (simulate --motifs)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr-decay", default="cosine", help="cosine (the default) or none")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from sim_oracle import oracles
@@ -111,11 +113,11 @@ def main() -> None:
     t0 = time.perf_counter()
     sim = _simulate(out, args.genome, args.motifs, args.seed)
     models = [m.strip() for m in args.models.split(",")]
-    jobs = [([m], str(sim), str(out), args.steps, args.eval_every) for m in models]
+    jobs = [([m], str(sim), str(out), args.steps, args.eval_every, args.lr_decay) for m in models]
     with ProcessPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(_run, jobs))
     # every run is finished: one more call evaluates them all and writes the whole table
-    _run((models, str(sim), str(out), args.steps, args.eval_every))
+    _run((models, str(sim), str(out), args.steps, args.eval_every, args.lr_decay))
     table = json.loads((out / "table.json").read_text())
     by_model = {r["model"]: r for r in table["rows"]}
     td = prepare(sim / "genome.fa", sim / "markers.tsv")

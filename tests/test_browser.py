@@ -94,6 +94,9 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def served_hub(tmp_path):
+    missing = _requirements()  # before the hub is built: it copies igv.js from node_modules
+    if missing:
+        pytest.skip(missing)
     hub = make_hub(tmp_path)
     build_hub(hub, igv_js=IGV_JS, write_2bit=writer_2bit())
     try:  # the project's server (`regtracks serve`)
@@ -122,9 +125,6 @@ def _track_colour_pixels(png: Path, rgb: tuple[int, int, int]) -> int:
 
 
 def test_igv_html_in_headless_chromium(served_hub, tmp_path):
-    missing = _requirements()
-    if missing:
-        pytest.skip(missing)
     hub, base = served_hub
     assert check_hub(hub).problems == ()
     shot = tmp_path / "igv_browser.png"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks._util import renamed_keyword
+from regtracks._util import parse_region, renamed_keyword
 from regtracks.config import DEFAULT_DATA, DEFAULT_DEMO, DEFAULT_RUNTIME, DEFAULT_TRAIN, DemoConfig
 
 __all__ = ["demo", "DemoResult", "saliency_peaks"]
@@ -200,9 +200,7 @@ def saliency_peaks(
     """
     import pyBigWig
 
-    chrom, span = region.split(":")
-    start, end = (int(x.replace(",", "")) for x in span.split("-"))
-    start -= 1
+    chrom, start, end = parse_region(region)
     with pyBigWig.open(str(track)) as bw:
         v = np.nan_to_num(np.asarray(bw.values(chrom, start, end), dtype=np.float64))
     c = np.concatenate([[0.0], np.cumsum(np.abs(v))])

@@ -375,9 +375,6 @@ def test_igv_session_and_page(tmp_path):
     manifest = load_manifest(hub)
     assert sorted(res) == sorted(t["file"] for t in manifest["tracks"])
     assert [t.get("id") for t in tracks] == res
-    groups = {t.get("name"): t.get("autoscaleGroup") for t in tracks}
-    assert groups["CTCF SIM1"] == groups["GATA1 K562"] != groups["H3K4me3 SIM1"]
-    assert len(set(groups.values())) == 4  # TFBS, Histone, DNase, Saliency
     page = (hub / "igv.html").read_text()
     assert '<script src="igv.min.js"></script>' in page
     assert (hub / "igv.min.js").read_text() == fake_js.read_text()
@@ -395,6 +392,37 @@ def test_igv_session_and_page(tmp_path):
     # a later build without --igv-js keeps using the local copy
     _build(hub)
     assert '<script src="igv.min.js"></script>' in (hub / "igv.html").read_text()
+
+
+def test_igv_session_scales(tmp_path):
+    """IGV desktop: predictions on a fixed 0-1 scale, saliency autoscaled per composite."""
+    hub = make_hub(
+        tmp_path,
+        [
+            pred_track("pred_CTCF", "CTCF", "TFBS"),
+            pred_track("pred_H3K4me3", "H3K4me3", "Histone"),
+            sal_track("sal_CTCF_chr1_20000_30000", "CTCF"),
+            sal_track("sal_GATA1_chr1_20000_30000", "GATA1"),
+        ],
+    )
+    _build(hub)
+    root = ElementTree.parse(hub / "igv_session.xml").getroot()
+    kinds = {r["file"]: r["kind"] for r in load_manifest(hub)["tracks"]}
+    tracks = list(root.iter("Track"))
+    assert {t.get("id") for t in tracks} == set(kinds)
+    sal_groups = set()
+    for trk in tracks:
+        rng = trk.find("DataRange")
+        if kinds[trk.get("id")] == "prediction":
+            assert trk.get("autoScale") == "false", trk.attrib
+            assert trk.get("autoscaleGroup") is None, trk.attrib
+            assert (float(rng.get("minimum")), float(rng.get("maximum"))) == (0.0, 1.0)
+        else:
+            assert trk.get("autoScale") == "true", trk.attrib
+            sal_groups.add(trk.get("autoscaleGroup"))
+            assert float(rng.get("minimum")) < float(rng.get("maximum"))
+    assert len(sal_groups) == 1 and None not in sal_groups  # one group: the Saliency composite
+    assert int(root.get("nextAutoscaleGroup")) > int(next(iter(sal_groups)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Composes the IGV files: the IGV desktop session ``igv_session.xml`` and the igv.js page.
 
-* ``igv_session.xml`` for IGV desktop: one Resource and Track per bigWig, one autoscale group
-  per composite; genome = the UCSC id or the relative path of the assembly hub's 2bit;
+* ``igv_session.xml`` for IGV desktop: one Resource and Track per bigWig; predictions on a
+  fixed 0-1 scale (``autoScale="false"``, as in UCSC and igv.html), saliency autoscaled in one
+  group per composite; genome = the UCSC id or the relative path of the assembly hub's 2bit;
 * ``igv.html``, an igv.js (3.x) page with the same tracks, loading ``igv.min.js`` from the hub
   folder when there is one, else from igv.js's CDN. igv.js does not read ``viewLimits`` /
   ``windowingFunction`` faithfully from hubs, so the page sets ``min``, ``max``,
@@ -34,7 +35,11 @@ def _igv_color(rgb: str) -> str:
 def session_xml(
     flat: list[Track], *, genome_attr: str, kind: str, locus: str, groups: dict[str, int]
 ) -> str:
-    """IGV desktop session of ``flat``; ``groups`` maps a composite to its autoscale group."""
+    """IGV desktop session of ``flat``; ``groups`` maps a composite to its autoscale group.
+
+    Predictions (tracks without ``view_limits``) get a fixed 0-1 scale, the others (saliency)
+    autoscale in their composite's group.
+    """
     res, trk = [], []
     for t in flat:
         path = Path(t.rec["file"]).as_posix()
@@ -43,13 +48,14 @@ def session_xml(
             f"        <Resource name={quoteattr(t.display)} path={quoteattr(path)}"
             f' type="bigwig" description={quoteattr(desc)}/>'
         )
-        if t.view_limits is None:
+        if t.view_limits is None:  # a prediction: probabilities on a fixed 0-1 scale
             lo, hi = 0.0, 1.0
-        else:
+            scale = 'autoScale="false"'
+        else:  # saliency: scaled to the data, shared across its composite
             lo, hi = t.view_limits
+            scale = f'autoScale="true" autoscaleGroup="{groups[t.composite]}"'
         trk.append(
-            f'        <Track attributeKey={quoteattr(Path(path).name)} autoScale="true"'
-            f' autoscaleGroup="{groups[t.composite]}"'
+            f"        <Track attributeKey={quoteattr(Path(path).name)} {scale}"
             ' clazz="org.broad.igv.track.DataSourceTrack"'
             f' color="{t.color}" fontSize="10" height="40" id={quoteattr(path)}'
             f' name={quoteattr(t.display)} renderer="BAR_CHART" visible="true"'

@@ -333,8 +333,12 @@ class HubDefaults:
         Contact e-mail written to ``hub.txt`` (UCSC requires one); ``--email`` overrides it.
     saliency_color, other_color : str
         Colours (R,G,B) of saliency tracks and of categories without a colour of their own.
+    igv_js_version : str
+        The igv.js release bundled with regtracks (``regtracks/tracks/_vendor/igv.min.js``,
+        MIT licence) and copied into every hub, so that ``igv.html`` works offline.
     igv_js_url : str
-        Where ``igv.html`` loads igv.js from when no local copy is embedded (``--igv-js``).
+        igv.js's CDN, used only when no local igv.js is found (the page then says that it
+        needs the network); ``{version}`` is replaced by ``igv_js_version``.
     """
 
     short_label_max: int = 17
@@ -347,7 +351,8 @@ class HubDefaults:
     email: str = "regtracks-user@example.org"
     saliency_color: str = "110,40,150"
     other_color: str = "90,90,90"
-    igv_js_url: str = "https://cdn.jsdelivr.net/npm/igv@3.8.10/dist/igv.min.js"
+    igv_js_version: str = "3.8.10"
+    igv_js_url: str = "https://cdn.jsdelivr.net/npm/igv@{version}/dist/igv.min.js"
 
 
 DEFAULT_HUB = HubDefaults()

@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 from regtracks._util import RegtracksError
 from regtracks.cli import app
 from regtracks.config import DEFAULT_HUB
+from regtracks.tracks import igv as igv_mod
 from regtracks.tracks.hub import build_hub
 from regtracks.tracks.hubcheck import check_hub
 from regtracks.tracks.manifest import load_manifest, update_manifest
@@ -389,9 +390,10 @@ def test_igv_session_and_page(tmp_path):
     )
     opts = json.loads(page.split("const OPTIONS = ", 1)[1].split(";\n", 1)[0])
     assert opts["reference"]["twoBitURL"] == "toy/toy.2bit" and opts["loadDefaultGenomes"] is False
-    # a later build without --igv-js keeps using the local copy
+    # a later build without --igv-js keeps using the hub's copy (not the bundled one)
     _build(hub)
     assert '<script src="igv.min.js"></script>' in (hub / "igv.html").read_text()
+    assert (hub / "igv.min.js").read_text() == fake_js.read_text()
 
 
 def test_igv_session_scales(tmp_path):
@@ -423,6 +425,124 @@ def test_igv_session_scales(tmp_path):
             assert float(rng.get("minimum")) < float(rng.get("maximum"))
     assert len(sal_groups) == 1 and None not in sal_groups  # one group: the Saliency composite
     assert int(root.get("nextAutoscaleGroup")) > int(next(iter(sal_groups)))
+
+
+# ---------------------------------------------------------------------------------------------
+# igv.js: bundled, copied into every hub, found elsewhere when not bundled; the page's messages
+def test_bundled_igv_js_is_copied_into_a_hub(tmp_path):
+    hub = make_hub(tmp_path)
+    res = _build(hub)  # no igv_js
+    assert (hub / "igv.min.js").read_bytes() == igv_mod.BUNDLED_IGV_JS.read_bytes()
+    assert hub / "igv.min.js" in res.files
+    page = (hub / "igv.html").read_text()
+    assert '<script src="igv.min.js"></script>' in page
+    assert "cdn.jsdelivr" not in page and "needs the network" not in page
+    assert str(igv_mod.BUNDLED_IGV_JS.parent) not in page  # nothing machine-specific
+    # the page's own error paths: igv.js missing (despite the element ids), opened as a file
+    assert 'id="igv"' not in page and 'id="regtracks-igv"' in page
+    assert 'typeof window.igv.createBrowser === "function"' in page
+    assert '"igv.js did not load from " + IGV_SRC' in page
+    assert 'const IGV_SRC = "igv.min.js";' in page
+    assert 'location.protocol === "file:"' in page and "`regtracks serve " in page
+    assert "open the igv.html URL it prints" in page
+
+
+def test_bundled_igv_js_version_and_licence():
+    js = igv_mod.BUNDLED_IGV_JS
+    assert js.is_file() and js.stat().st_size > 500_000
+    text = js.read_text()
+    assert igv_mod.looks_like_igv_js(js)
+    assert f'return"{DEFAULT_HUB.igv_js_version}"' in text  # igv.version() of the bundled copy
+    licence = (js.parent / "LICENSE-igv.txt").read_text()
+    assert "MIT License" in licence and "Broad Institute" in licence
+    npm = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]["igv"]
+    assert npm == DEFAULT_HUB.igv_js_version  # the browser test drives the same release
+    assert igv_mod.igv_cdn_url() == (
+        f"https://cdn.jsdelivr.net/npm/igv@{DEFAULT_HUB.igv_js_version}/dist/igv.min.js"
+    )
+
+
+FAKE_IGV = "/* igv */ var igv = {createBrowser: function () {}};"
+
+
+def _fake_npm_igv(folder: Path, tag: str) -> Path:
+    js = folder / "igv" / "dist" / "igv.min.js"
+    js.parent.mkdir(parents=True)
+    js.write_text(f"{FAKE_IGV} // {tag}")
+    return js
+
+
+@pytest.fixture
+def unbundled(tmp_path, monkeypatch):
+    """No bundled igv.js, no npm on PATH, $REGTRACKS_IGV_JS unset, in an empty folder."""
+    monkeypatch.setattr(igv_mod, "BUNDLED_IGV_JS", tmp_path / "not-bundled" / "igv.min.js")
+    monkeypatch.delenv(igv_mod.IGV_JS_ENV, raising=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    work = tmp_path / "work" / "deep"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    return bin_dir
+
+
+def test_igv_js_lookup_order(tmp_path, unbundled, monkeypatch):
+    assert igv_mod.find_igv_js() is None
+    # npm's global root, when npm is on PATH
+    glob = _fake_npm_igv(tmp_path / "global", "global")
+    npm = unbundled / "npm"
+    npm.write_text(f"#!/bin/sh\necho {tmp_path / 'global'}\n")
+    npm.chmod(0o755)
+    assert igv_mod.find_igv_js() == (glob, "npm igv (global)")
+    # node_modules in the current folder or a parent
+    local = _fake_npm_igv(tmp_path / "work" / "node_modules", "local")
+    assert igv_mod.find_igv_js() == (local, "npm igv in node_modules")
+    # $REGTRACKS_IGV_JS: the file, or a folder holding it
+    env = _fake_npm_igv(tmp_path / "env", "env")
+    monkeypatch.setenv(igv_mod.IGV_JS_ENV, str(env))
+    assert igv_mod.find_igv_js() == (env, "$REGTRACKS_IGV_JS")
+    monkeypatch.setenv(igv_mod.IGV_JS_ENV, str(tmp_path / "env" / "igv"))
+    assert igv_mod.find_igv_js()[0] == env
+    monkeypatch.setenv(igv_mod.IGV_JS_ENV, str(tmp_path / "nothing.js"))
+    with pytest.raises(RegtracksError, match="REGTRACKS_IGV_JS=.*nothing.js"):
+        igv_mod.find_igv_js()
+    # the bundled copy comes first
+    monkeypatch.undo()
+    assert igv_mod.find_igv_js()[0] == igv_mod.BUNDLED_IGV_JS
+
+
+def test_igv_js_from_npm_copied_into_hub(tmp_path, unbundled):
+    local = _fake_npm_igv(tmp_path / "work" / "node_modules", "local")
+    hub = make_hub(tmp_path / "h")
+    _build(hub)
+    assert (hub / "igv.min.js").read_text() == local.read_text()
+    assert '<script src="igv.min.js"></script>' in (hub / "igv.html").read_text()
+
+
+def test_npm_that_hangs_is_given_up(tmp_path, unbundled, monkeypatch):
+    npm = unbundled / "npm"
+    npm.write_text("#!/bin/sh\nsleep 30\n")
+    npm.chmod(0o755)
+    monkeypatch.setattr(igv_mod, "_NPM_TIMEOUT_S", 0.3)
+    import time
+
+    t0 = time.monotonic()
+    assert igv_mod.find_igv_js() is None
+    assert time.monotonic() - t0 < 10
+
+
+def test_cdn_only_when_no_local_igv_js(tmp_path, unbundled):
+    hub = make_hub(tmp_path / "h")
+    res = _build(hub)
+    assert not (hub / "igv.min.js").exists() and hub / "igv.min.js" not in res.files
+    page = (hub / "igv.html").read_text()
+    url = igv_mod.igv_cdn_url()
+    assert f'<script src="{url}"></script>' in page
+    assert "this page needs the network" in page and "--igv-js" in page
+    assert f"const IGV_SRC = {json.dumps(url)};" in page
+    result = runner.invoke(app, ["hub", "build", str(hub)])
+    assert result.exit_code == 0, result.output
+    assert "needs the network" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

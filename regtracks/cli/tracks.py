@@ -71,8 +71,14 @@ def hub_build(
     genome: Annotated[Path, genome_option("Genome FASTA for the assembly hub's 2bit.")] = None,
     email: EmailOpt = None,
 ):
-    """Write hub.txt, genomes.txt, trackDb.txt, igv_session.xml and igv.html from manifest.json."""
+    """Write hub.txt, genomes.txt, trackDb.txt, igv_session.xml and igv.html from manifest.json.
+
+    igv.html loads igv.js from the hub folder, so it works offline: --igv-js FILE, else the
+    hub's copy, else the igv.js bundled with regtracks (or an installed npm igv); only when
+    none is found does it load igv.js from its CDN (and needs the network).
+    """
     from regtracks.tracks.hub import build_hub
+    from regtracks.tracks.igv import IGV_JS_NAME
 
     res = build_hub(
         hub, one_file=one_file, igv_js=igv_js, genome=genome, genome_name=genome_name, email=email
@@ -84,6 +90,15 @@ def hub_build(
         f"wrote {what} in {res.hub_dir}: {res.n_tracks} tracks ({comps}{faceted}), "
         f"igv_session.xml, igv.html; first view {res.default_pos}"
     )
+    if (res.hub_dir / IGV_JS_NAME).is_file():
+        info(
+            f"igv.html works offline ({IGV_JS_NAME} is in the hub); open it: regtracks serve {hub}"
+        )
+    else:
+        info(
+            "[yellow]note:[/yellow] no local igv.js found: igv.html loads igv.js from its CDN "
+            "and needs the network (--igv-js FILE for an offline page)"
+        )
 
 
 @command(hub_app, "check")

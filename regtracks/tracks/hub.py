@@ -10,7 +10,7 @@ of the first chromosome with data), and writes
   ``<genome>/trackDb.txt`` (or one ``hub.txt`` with ``useOneFile on``), faceted composites'
   metadata tables, the tracks' description pages and ``hub.html``;
 * the IGV files composed by :mod:`regtracks.tracks.igv`: ``igv_session.xml`` and ``igv.html``
-  (with a copy of a local ``igv.min.js`` when one is given).
+  (with a copy of a local ``igv.min.js``: the bundled igv.js unless ``igv_js`` names one).
 
 Files of the other layout and stale pages of removed tracks are deleted. Coordinates are
 0-based half-open inside the code; ``defaultPos`` and IGV loci are written 1-based inclusive,
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from regtracks._util import RegtracksError, atomic_path, write_text_atomic
 from regtracks.config import DEFAULT_HUB, HubDefaults
-from regtracks.tracks.igv import IGV_JS_NAME, igv_html, session_xml
+from regtracks.tracks.igv import IGV_JS_NAME, find_igv_js, igv_cdn_url, igv_html, session_xml
 from regtracks.tracks.layout import Track, plan_tracks, symbol
 from regtracks.tracks.manifest import KINDS, MANIFEST_NAME, hub_path, load_manifest, write_manifest
 from regtracks.tracks.trackdb import genome_stanza, hub_html, hub_txt, track_html, trackdb_text
@@ -213,8 +213,10 @@ def build_hub(
         Write a single ``hub.txt`` with ``useOneFile on``. ``None``: as last recorded in the
         manifest (default: three files). The files of the other layout are removed.
     igv_js : path, optional
-        A local ``igv.min.js`` (igv.js 3.x) to copy into the hub, so that ``igv.html`` works
-        offline. Without it a copy left by an earlier build is used, else igv.js's CDN.
+        A local ``igv.min.js`` (igv.js 3.x) to copy into the hub for ``igv.html``. Without it
+        the hub's copy from an earlier build is kept, else the igv.js bundled with regtracks
+        (or an installed npm ``igv``, :func:`regtracks.tracks.igv.find_igv_js`) is copied, so
+        that the page works offline; only with none of these it loads igv.js's CDN.
     genome : path, optional
         Genome FASTA for the assembly hub's 2bit (recorded in the manifest).
     genome_name : str, optional
@@ -338,14 +340,21 @@ def build_hub(
         session_xml(flat, genome_attr=genome_attr, kind=kind, locus=default_pos, groups=groups),
     )
     files.append(hub / "igv_session.xml")
+    # igv.js: --igv-js, else the hub's copy, else the bundled one or an npm igv, else the CDN
     local_js = hub / IGV_JS_NAME
     if igv_js is not None:
-        src = Path(igv_js).expanduser()
-        if src.resolve() != local_js.resolve():
-            with atomic_path(local_js) as tmp:
-                shutil.copyfile(src, tmp)
+        src: Path | None = Path(igv_js).expanduser()
+    elif local_js.is_file():
+        src = None
+    else:
+        found = find_igv_js()
+        src = found[0] if found is not None else None
+    if src is not None and src.resolve() != local_js.resolve():
+        with atomic_path(local_js) as tmp:
+            shutil.copyfile(src, tmp)
+    if local_js.is_file():
         files.append(local_js)
-    igv_src = IGV_JS_NAME if local_js.is_file() else cfg.igv_js_url
+    igv_src = IGV_JS_NAME if local_js.is_file() else igv_cdn_url(cfg)
     _write_text(
         hub / "igv.html",
         igv_html(flat, genome=gname, kind=kind, locus=default_pos, igv_src=igv_src, title=hub_long),

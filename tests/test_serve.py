@@ -161,6 +161,20 @@ def test_refused(server, path, codes):
     assert h["Access-Control-Allow-Origin"] == "*"
 
 
+def test_root_redirects_to_the_igv_page(server, hub):
+    for method in ("GET", "HEAD"):
+        status, h, body = _get(server, "/", method=method)
+        assert status == 302 and h["Location"] == "/igv.html" and body == b""
+        assert h["Access-Control-Allow-Origin"] == "*"
+    assert _get(server, "/?x=1")[0] == 302
+    assert _get(server, "/hg38/")[0] == 404  # other folders: as before
+    (hub / "index.html").write_text("<p>index</p>")  # a hub's own index.html wins
+    assert _get(server, "/")[:3:2] == (200, b"<p>index</p>")
+    (hub / "index.html").unlink()
+    (hub / "igv.html").unlink()  # no page: nothing to lead to
+    assert _get(server, "/")[0] == 404
+
+
 def test_links_inside_and_query_strings_are_fine(server):
     assert _get(server, "/inside-link.bw")[2] == BLOB
     assert _get(server, "/hub.txt?cache=123")[2] == b"hub test\n"
@@ -229,14 +243,17 @@ def test_cli_prints_urls_and_stops_cleanly_on_ctrl_c(hub):
         text=True,
     )
     try:
-        first = proc.stdout.readline()
-        assert first.startswith("serving ") and "http://127.0.0.1:" in first
-        hub_line = proc.stdout.readline()
+        # the page to open first, then hub.txt for UCSC (the base URL goes to stderr)
         igv_line = proc.stdout.readline()
-        hub_url = hub_line.split()[-1]
-        assert hub_url.endswith("/hub.txt") and igv_line.split()[-1].endswith("/igv.html")
+        hub_line = proc.stdout.readline()
+        igv_url, hub_url = igv_line.split()[-1], hub_line.split()[-1]
+        assert igv_line.startswith("igv.js page") and "browser" in igv_line
+        assert igv_url.startswith("http://127.0.0.1:") and igv_url.endswith("/igv.html")
+        assert hub_line.startswith("track hub") and hub_url.endswith("/hub.txt")
         with urllib.request.urlopen(hub_url) as resp:
             assert resp.read() == b"hub test\n"
+        with urllib.request.urlopen(igv_url.rsplit("/", 1)[0] + "/") as resp:  # / -> the page
+            assert resp.url == igv_url and resp.read() == b"<html></html>\n"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
         assert "stopped" in proc.stderr.read()

@@ -40,16 +40,17 @@ def serve(
 ):
     """Serve a hub folder over HTTP with Range requests and CORS (UCSC, IGV, igv.js).
 
-    Prints the URLs to open, then serves until Ctrl-C.
+    Prints the URLs to open (the igv.js page first, then hub.txt for UCSC), then serves until
+    Ctrl-C.
     """
     from regtracks.tracks.serve import serve as run
 
     def ready(where):
-        typer.echo(f"serving {hub} at {where.base_url}")
-        if where.hub_url:
-            typer.echo(f"track hub:  {where.hub_url}")
         if where.igv_url:
-            typer.echo(f"igv.js page: {where.igv_url}")
+            typer.echo(f"igv.js page, open in a web browser: {where.igv_url}")
+        if where.hub_url:
+            typer.echo(f"track hub, for UCSC's My Hubs:      {where.hub_url}")
+        info(f"serving {hub} at {where.base_url}")
         if not (where.hub_url or where.igv_url):
             info("[yellow]note:[/yellow] no hub.txt or igv.html in this folder")
         if where.host in ("0.0.0.0", "::"):

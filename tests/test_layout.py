@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "regtracks"
 ALLOWED = {
     "_util": set(),
     "config": set(),
-    "runtime": {"_util"},
+    "runtime": {"_util", "config"},
     "models": {"_util", "config"},
     "data": {"_util", "config"},
     "checkpoint": {"_util", "config", "data", "models"},

@@ -33,6 +33,7 @@ __all__ = [
     "Group",
     "rename_args",
     "rich_progress",
+    "use_threads",
 ]
 
 Progress = Callable[[int, int, str], None]
@@ -55,6 +56,23 @@ def fail(msg: str, code: int = 1):
     """One red ``error:`` line on stderr, then exit ``code``."""
     stderr().print(f"[bold red]error:[/bold red] {msg}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def use_threads(
+    threads: int, device: str, *, workers: int | None = None, writers: int | None = None
+):
+    """Decide this command's threads, workers and writers (:func:`regtracks.runtime.plan_threads`)
+    from ``--threads`` and set torch's threads; returns the plan."""
+    import torch
+
+    from regtracks.runtime import apply_threads, plan_threads
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    plan = plan_threads(
+        threads, workers=workers, writers=writers, device_type="cuda" if cuda else "cpu"
+    )
+    apply_threads(plan)
+    return plan
 
 
 def info(msg: str) -> None:

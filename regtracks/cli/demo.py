@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from regtracks.cli.common import command, hub_hint, info
-from regtracks.cli.options import DeviceOpt, IgvJsOpt, MaxStepsOpt, out_option
-from regtracks.cli.training import TrainView
+from regtracks.cli.common import command, hub_hint, info, use_threads
+from regtracks.cli.options import DeviceOpt, IgvJsOpt, MaxStepsOpt, ThreadsOpt, out_option
+from regtracks.cli.training import TrainView, warn_at_chance
 from regtracks.config import DEFAULT_DEMO, DEFAULT_RUNTIME
 
 app = typer.Typer()
@@ -53,6 +53,7 @@ def demo(
     device: DeviceOpt = DEFAULT_RUNTIME.device,
     max_steps: MaxStepsOpt = DEFAULT_DEMO.max_steps,
     igv_js: IgvJsOpt = None,
+    threads: ThreadsOpt = DEFAULT_RUNTIME.threads,
 ):
     """Simulate, train, evaluate, predict and write a hub: the whole pipeline, in minutes.
 
@@ -64,6 +65,9 @@ def demo(
 
     from regtracks.demo import demo as run_demo
 
+    # one loader worker beside training; the bigWig writers run after training, with the cores
+    # it leaves (DEFAULT_BIGWIG.n_procs)
+    use_threads(threads, device, workers=DEFAULT_DEMO.workers, writers=0)
     with DemoView() as view:
         cfg = replace(DEFAULT_DEMO, max_steps=max_steps)
         res = run_demo(out, cfg, device=device, igv_js=igv_js, on_event=view)
@@ -74,6 +78,7 @@ def demo(
         if v.get("pr_auc") is not None
     )
     info(f"test PR-AUC by category: {line}")
+    warn_at_chance(res.report)
     info(f"report: {res.run / 'evaluate' / 'test' / 'report.md'}")
     sal = res.saliency
     info(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from regtracks.cli.common import command, in_kbp, info, progress_bar, tracks_notes
+from regtracks.cli.common import command, in_kbp, info, progress_bar, tracks_notes, warn
 from regtracks.cli.options import (
     ChromOpt,
     GenomeNameOpt,
@@ -60,6 +60,7 @@ def predict(
     from regtracks.inference.predict import predict as run_predict
 
     hub_options = {"genome_name": genome_name, "one_file": one_file}
+    plan = model.use_threads(writers=writers)
     with progress_bar("predicting") as update:
         res = run_predict(
             model.run,
@@ -70,7 +71,7 @@ def predict(
             **scan.kwargs(),
             rc_average=rc_average,
             resume=resume,
-            n_procs=writers,
+            n_procs=plan.writers,
             build=not no_hub,
             hub_options={k: v for k, v in hub_options.items() if v is not None},
             progress=in_kbp(update),
@@ -82,6 +83,20 @@ def predict(
             f"wrote {len(res.tracks)} track(s) over {len(res.chroms)} chromosome(s) "
             f"({res.bases:,} bp, {res.bp_per_s / 1e3:,.0f} kbp/s) at {scan.bin_size} bp to "
             f"{Path(out) / 'tracks'}"
+        )
+    seen = [c for c, s in res.splits.items() if s in ("train", "random")]
+    if seen:
+        test = [c for c, s in res.splits.items() if s == "test"]
+        what = (
+            "a random split put training windows on every chromosome"
+            if any(res.splits[c] == "random" for c in seen)
+            else f"{', '.join(seen)}: training chromosome(s)"
+        )
+        warn(
+            f"{what}; the tracks there show data the model was fit to and look better than "
+            "it is"
+            + (f" (a test chromosome here: {', '.join(test)})" if test else "")
+            + "; the track descriptions say which chromosomes are which"
         )
     tracks_notes(res, out, "windows")
 
@@ -100,6 +115,7 @@ def saliency(
     """Gradient saliency of markers over a region (the paper's Figure 2) as bigWig tracks."""
     from regtracks.inference.saliency import saliency as run_saliency
 
+    model.use_threads()
     with progress_bar("saliency") as update:
         res = run_saliency(
             model.run,
@@ -136,6 +152,7 @@ def variants(
     """Score variants: each marker's predicted probability around REF and ALT, and the change."""
     from regtracks.inference.variants import score_variants
 
+    model.use_threads()
     with progress_bar("scoring") as update:
         res = score_variants(
             model.run,

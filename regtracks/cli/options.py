@@ -28,7 +28,7 @@ from typing import Annotated
 
 import typer
 
-from regtracks.cli.common import Bundle, fail
+from regtracks.cli.common import Bundle, fail, use_threads
 from regtracks.config import (
     DEFAULT_DATA,
     DEFAULT_RUNTIME,
@@ -159,6 +159,7 @@ EvalSplitOpt = option(str, "--split", help="Split to score: valid or test.")
 
 # --- running a model -------------------------------------------------------------------------
 DeviceOpt = option(str, "--device", help="auto, cpu or cuda.")
+ThreadsOpt = option(int, "--threads", help="CPU cores to use, shared by torch, loader workers and bigWig writers (0: OMP_NUM_THREADS if set, else every core this process may use).")
 PrecisionOpt = option(str, "--precision", help="auto (bf16 on CUDA), fp32 or bf16.")
 CheckpointOpt = option(str, "--checkpoint", help="Checkpoint of the run folder: best or last.")
 MarkerOpt = option(list[str], "--marker", help="Marker name(s): repeatable, or a comma list (default: all).")
@@ -239,10 +240,16 @@ class TrainOptions(Bundle):
     device: DeviceOpt = DEFAULT_TRAIN.device
     precision: PrecisionOpt = DEFAULT_TRAIN.precision
     workers: WorkersOpt = DEFAULT_TRAIN.workers
+    threads: ThreadsOpt = DEFAULT_RUNTIME.threads
 
     def config(self, **more) -> TrainConfig:
         """The TrainConfig of these options and ``more`` (other TrainConfig fields)."""
-        return replace(DEFAULT_TRAIN, **asdict(self), **more)
+        fields = {k: v for k, v in asdict(self).items() if k != "threads"}
+        return replace(DEFAULT_TRAIN, **fields, **more)
+
+    def use_threads(self):
+        """Share the cores between torch and the loader workers; set torch's threads."""
+        return use_threads(self.threads, self.device, workers=self.workers, writers=0)
 
 
 @dataclass(frozen=True)
@@ -254,10 +261,16 @@ class ModelOptions(Bundle):
     genome: RecordedGenomeOpt = None
     checkpoint: CheckpointOpt = DEFAULT_RUNTIME.checkpoint
     device: DeviceOpt = DEFAULT_RUNTIME.device
+    threads: ThreadsOpt = DEFAULT_RUNTIME.threads
 
     def kwargs(self) -> dict:
         """The library's keywords: ``genome``, ``which``, ``device``."""
         return {"genome": self.genome, "which": self.checkpoint, "device": self.device}
+
+    def use_threads(self, *, workers: int | None = 0, writers: int | None = 0):
+        """Share the cores between torch, loader ``workers`` and bigWig ``writers`` (None: the
+        plan decides); set torch's threads."""
+        return use_threads(self.threads, self.device, workers=workers, writers=writers)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from regtracks.cli.common import command, info, progress_bar, rich_progress, stdout
+from regtracks.cli.common import command, info, progress_bar, rich_progress, stdout, warn
 from regtracks.cli.data import prepare_task
 from regtracks.cli.options import (
     DataOptions,
@@ -66,7 +66,9 @@ class TrainView:
 
     def __call__(self, ev: dict) -> None:
         kind = ev["event"]
-        if kind == "start":
+        if kind == "warning":
+            self.print(f"[yellow]warning:[/yellow] {ev['message']}")
+        elif kind == "start":
             self.task = self.bar.add_task("train", total=ev["total"], completed=ev["step"], info="")
             self.print(
                 f"training on {ev['device']} ({ev['precision']}, {ev['world']} process(es)): "
@@ -139,6 +141,7 @@ def train(
         tensorboard=None if tensorboard is None else str(tensorboard),
     )
     main_rank = DistEnv.from_env().is_main  # with torchrun, rank 0 alone shows and tells
+    training.use_threads()
     td = prepare_task(data, seed, show=main_rank)
     with TrainView() if main_rank else contextlib.nullcontext() as view:
         res = run(
@@ -182,6 +185,7 @@ def evaluate(
     from regtracks.training.evaluate import evaluate as run_eval
     from regtracks.training.evaluate import report_dir
 
+    model.use_threads(workers=workers)
     with progress_bar(f"evaluating {split}") as update:
         report = run_eval(
             model.run,
@@ -199,7 +203,20 @@ def evaluate(
         info(f"report in {where}")
         return
     print_report(report)
+    warn_at_chance(report)
     info(f"report in {where} (report.json, report.md, PR curves)")
+
+
+def warn_at_chance(report: dict) -> None:
+    """One warning line naming the markers of a report that are at chance."""
+    flat = [m["name"] for m in report["markers"] if m.get("at_chance")]
+    if flat:
+        shown = ", ".join(flat[:10]) + (f" and {len(flat) - 10} more" if len(flat) > 10 else "")
+        warn(
+            f"{len(flat)} of {len(report['markers'])} markers are at chance on "
+            f"{report['split']} (ROC-AUC < 0.55 or PR-AUC < 1.1 x positive rate): {shown}; "
+            "their tracks carry no signal"
+        )
 
 
 def _fmt(x) -> str:
@@ -218,8 +235,8 @@ def print_report(report: dict) -> None:
         t.add_row(cat, str(n), _fmt(v.get("pr_auc")), _fmt(v.get("roc_auc")))
     con.print(t)
     t = Table(title="per marker (chance PR-AUC = positive rate)")
-    for col in ("marker", "category", "PR-AUC", "chance", "ROC-AUC"):
-        t.add_column(col, justify="left" if col in ("marker", "category") else "right")
+    for col in ("marker", "category", "PR-AUC", "chance", "ROC-AUC", ""):
+        t.add_column(col, justify="left" if col in ("marker", "category", "") else "right")
     for m in report["markers"][:50]:
         rate = m.get("positive_rate")
         t.add_row(
@@ -228,6 +245,7 @@ def print_report(report: dict) -> None:
             _fmt(m["pr_auc"]),
             "-" if rate is None else f"{rate:.4f}",
             _fmt(m["roc_auc"]),
+            "[yellow]at chance[/yellow]" if m.get("at_chance") else "",
         )
     if len(report["markers"]) > 50:
         t.caption = f"first 50 of {len(report['markers'])} markers; all in report.md"
@@ -256,6 +274,7 @@ def benchmark(
     """
     from regtracks.training.benchmark import benchmark as run_bench
 
+    training.use_threads()
     with BenchmarkView() as view:
         res = run_bench(
             data.genome,

@@ -281,7 +281,7 @@ def test_rebuild_keeps_tracks_of_other_commands(tmp_path):
     update_manifest(hub, m["genome"], [dict(m["tracks"][0], description="rerun")])
     _build(hub)
     text = (hub / "toy" / "trackDb.txt").read_text()
-    assert "sal_CTCF_x" in text and "rerun" in text
+    assert "sal_CTCF_x" in text and "rerun" in (hub / "toy/html/pred_CTCF.html").read_text()
     assert check_hub(hub).problems == ()
 
 

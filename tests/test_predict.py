@@ -112,3 +112,78 @@ def test_bad_input(trained_run, tmp_path):
         ro.mkdir()
         ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
         _error(predict(trained_run, ro / "hub", "--chrom", "chr1"), "not writable")
+
+
+def test_tracks_say_the_split_of_their_chromosomes_and_the_test_score(trained_run, tmp_path):
+    split = load_checkpoint(trained_run / "best.pt").split_record
+    assert split["mode"] == "chrom"
+    where = {c: s for s, cs in split["chroms"].items() for c in cs}
+    train_c, test_c = split["chroms"]["train"][0], split["chroms"]["test"][0]
+    assert runner.invoke(app, ["evaluate", str(trained_run), "--workers", "0"]).exit_code == 0
+    report = json.loads((trained_run / "evaluate" / "test" / "report.json").read_text())
+    scores = {m["name"]: m for m in report["markers"]}
+    hub = tmp_path / "hub"
+    r = predict(trained_run, hub, "--chrom", test_c, "--marker", "DNase")
+    assert r.exit_code == 0, r.output
+    assert "training chromosome" not in r.stderr
+    t = json.loads((hub / "manifest.json").read_text())["tracks"][0]
+    assert t["split"] == {test_c: "test"}
+    m = scores["DNase"]
+    assert t["provenance"]["test_pr_auc"] == m["pr_auc"]
+    assert t["provenance"]["test_chance"] == m["positive_rate"]
+    label = f"test PR-AUC {m['pr_auc']:.2f} (chance {m['positive_rate']:.2f}); {test_c} test"
+    assert label in (hub / "genome" / "trackDb.txt").read_text()
+    assert label in (hub / "igv_session.xml").read_text()
+    assert f"{test_c} (test)" in (hub / "genome" / "html" / "pred_DNase.html").read_text()
+    # a training chromosome: said in the track and warned about on the command line
+    hub2 = tmp_path / "hub2"
+    r = predict(trained_run, hub2, "--chrom", f"{train_c},{test_c}", "--marker", "DNase")
+    assert r.exit_code == 0, r.output
+    assert f"{train_c}: training chromosome" in r.stderr and test_c in r.stderr
+    t = json.loads((hub2 / "manifest.json").read_text())["tracks"][0]
+    assert t["split"] == {c: where[c] for c in t["chroms"]}
+    assert f"{test_c} test, {train_c} train" in (hub2 / "genome" / "trackDb.txt").read_text()
+
+
+def test_a_second_predict_into_a_hub_adds_its_chromosomes(trained_run, tmp_path):
+    hub, alone = tmp_path / "hub", tmp_path / "alone"
+    assert predict(trained_run, hub, "--chrom", "chr1", "--marker", "DNase").exit_code == 0
+    track = hub / "tracks" / "pred_DNase.bw"
+    with pyBigWig.open(str(track)) as bw:
+        chr1 = bw.intervals("chr1")
+    r = predict(trained_run, hub, "--chrom", "chr3", "--marker", "DNase,CTCF")
+    assert r.exit_code == 0, r.output
+    assert predict(trained_run, alone, "--chrom", "chr3", "--marker", "DNase").exit_code == 0
+    with pyBigWig.open(str(track)) as bw, pyBigWig.open(str(alone / "tracks" / track.name)) as ref:
+        assert bw.intervals("chr1") == chr1  # the first call's chromosome, kept as it was
+        assert bw.intervals("chr3") == ref.intervals("chr3")  # the second's, as written alone
+        assert bw.intervals("chr2") is None
+    tracks = {t["name"]: t for t in json.loads((hub / "manifest.json").read_text())["tracks"]}
+    assert tracks["pred_DNase"]["chroms"] == ["chr1", "chr3"]
+    assert tracks["pred_CTCF"]["chroms"] == ["chr3"]  # a new marker: what this call predicted
+    assert set(tracks["pred_DNase"]["split"]) == {"chr1", "chr3"}
+    assert runner.invoke(app, ["hub", "check", str(hub)]).exit_code == 0
+    # --resume skips a track that already holds the chromosomes asked for
+    r = predict(trained_run, hub, "--chrom", "chr3", "--marker", "DNase", "--resume")
+    assert r.exit_code == 0 and "kept 1 complete track(s)" in r.stderr
+    # options that would make one track of two kinds of values: refused before scanning
+    before = track.stat().st_mtime_ns
+    r = predict(trained_run, hub, "--chrom", "chr2", "--marker", "DNase", "--bin-size", "64")
+    _error(r, str(track), "chr1, chr3", "bin size 128", "--chrom chr1,chr2,chr3")
+    assert track.stat().st_mtime_ns == before
+    assert not [p for p in (hub / "tracks").iterdir() if p.name.startswith(".")]
+
+
+def test_predict_into_a_hub_of_another_genome_refuses_before_scanning(
+    trained_run, tmp_path, sim_small
+):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    man = {
+        "format": "regtracks-manifest/1",
+        "genome": {"name": "other", "chrom_sizes": [["chrA", 1000]]},
+        "tracks": [],
+    }
+    (hub / "manifest.json").write_text(json.dumps(man))
+    _error(predict(trained_run, hub, "--chrom", "chr1"), "manifest.json", "'other'")
+    assert not (hub / "tracks").exists() or not list((hub / "tracks").iterdir())

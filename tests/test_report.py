@@ -68,6 +68,7 @@ def test_build_report_keys_and_values():
         "mean_positive_rate": None,
         "n_markers": 0,
         "n_evaluated": 0,
+        "n_at_chance": 0,
     }
     names = [m["name"] for m in rep["markers"]]
     assert names == [n for n, _ in MARKERS]
@@ -81,6 +82,24 @@ def test_build_report_keys_and_values():
     assert rep["n_scores"] == 5000 and rep["n_masked_scores"] == 500
     json.dumps(rep, allow_nan=False)  # JSON-safe: no NaN, only plain types
     assert type(first["n_positive"]) is int
+
+
+def test_markers_at_chance_are_flagged_by_roc_auc_or_pr_auc_lift():
+    from regtracks.training.metrics import at_chance
+
+    # by hand: ROC-AUC under 0.55, or PR-AUC under 1.1 x the positive rate; undefined: no flag
+    assert at_chance(0.9, 0.54, 0.1)
+    assert at_chance(0.105, 0.7, 0.1)
+    assert not at_chance(0.111, 0.56, 0.1)
+    assert not at_chance(None, None, 0.0) and not at_chance(float("nan"), float("nan"), 0.1)
+    r = _result()
+    r.roc_auc[1] = 0.52  # GATA|1: at chance by ROC-AUC
+    r.pr_auc[4] = 0.105  # H3K27ac: PR-AUC barely above its positive rate 0.1
+    rep = build_report(r, MARKERS, split="test")
+    assert [m["at_chance"] for m in rep["markers"]] == [False, True, False, False, True]
+    assert [c["n_at_chance"] for c in rep["categories"].values()] == [1, 1, 0]
+    md = render_markdown(rep)
+    assert "2 of 5 markers are at chance" in md and "H3K27ac" in md
 
 
 def test_build_report_accepts_marker_objects_and_dicts():

@@ -309,3 +309,31 @@ def test_lr_schedule_by_hand():
     assert lrs[6] == pytest.approx(0.01 + 0.99 * (1 + math.cos(math.pi * t)) / 2)
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False))
     assert lr_schedule(50, 1.0, 0, "cosine", 0) == 1.0  # no known end: constant
+
+
+def test_warnings_when_the_loss_falls_but_validation_stays_at_chance():
+    from types import SimpleNamespace
+
+    from regtracks.runtime import DistEnv
+    from regtracks.training.train import Trainer
+
+    events = []
+    t = Trainer.__new__(Trainer)  # only the bookkeeping the warnings read
+    t.on_event, t.dist, t.state = events.append, DistEnv(), {"step": 500}
+    t._warned, t._losses = False, [0.69, 0.40]
+    t.td = SimpleNamespace(markers=SimpleNamespace(categories=["TFBS", "TFBS", "Histone"]))
+    at_chance = {"roc_auc": {"mean": 0.52, "TFBS": 0.53, "Histone": 0.51}}
+    t._warn_memorising(at_chance)
+    assert events == []  # the loss has not halved
+    t._losses = [0.69, 0.011]
+    t._warn_memorising({"roc_auc": {"mean": 0.8}})
+    assert events == []  # validation learns
+    t._warn_memorising(at_chance)
+    t._warn_memorising(at_chance)  # once
+    assert [e["kind"] for e in events] == ["memorising"]
+    assert "0.6900 to 0.0110" in events[0]["message"] and "0.520" in events[0]["message"]
+    t.last_valid = {"roc_auc": {"mean": 0.7, "TFBS": 0.9, "Histone": 0.51}}
+    t.warn_at_chance()
+    assert events[-1]["kind"] == "at-chance"
+    assert "Histone (ROC-AUC 0.510)" in events[-1]["message"]
+    assert "TFBS" not in events[-1]["message"]

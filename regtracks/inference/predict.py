@@ -8,6 +8,12 @@ Tracks are ``HUB/tracks/pred_<marker>.bw``; every file's header lists the genome
 FASTA order; chromosomes not predicted simply carry no data. Files appear under their final name
 only when complete.
 
+A hub accumulates: a second call into the same hub with other chromosomes keeps the
+chromosomes of the first in each track (copied from the earlier file into the new one, which
+replaces it when complete) when both calls used the same checkpoint, bin size and
+``rc_average``; otherwise it stops, before scanning, with one line naming the file. Tracks of
+other markers are kept in the manifest as they are.
+
 Resume granularity: a whole track file. A bigWig cannot be appended to once closed, so a run
 killed before its files were closed redoes every unfinished track; ``resume=True`` skips the
 markers whose track is complete (header checked, zoom levels present) and was made by the same
@@ -38,7 +44,9 @@ __all__ = ["predict", "PredictResult", "track_name", "test_pr_auc"]
 
 @dataclass
 class PredictResult:
-    """What :func:`predict` wrote."""
+    """What :func:`predict` wrote; ``splits`` maps each chromosome predicted to its training
+    split (``train``, ``valid``, ``test``, ``unused`` or ``random``); ``kept`` lists the
+    chromosomes an earlier call had predicted into these tracks, copied into them."""
 
     hub_dir: Path
     tracks: list[Path] = field(default_factory=list)
@@ -48,6 +56,8 @@ class PredictResult:
     scan_seconds: float = 0.0
     total_seconds: float = 0.0
     exact: bool = True
+    splits: dict = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
     plan: object = None
     hub: object = None
 
@@ -55,6 +65,25 @@ class PredictResult:
     def bp_per_s(self) -> float:
         """Bases predicted per second of the whole call."""
         return self.bases / max(self.total_seconds, 1e-9)
+
+
+def _copy_chrom(writer, chrom, size, todo, paths, carry, bin_size, cfg) -> None:
+    """Feed ``writer`` the bins of ``chrom`` from the earlier files of the tracks that keep it
+    (NaN, no data, for the others), in blocks of bounded size."""
+    import numpy as np
+
+    from regtracks.tracks.bigwig import read_bins
+
+    rows = [k for k, i in enumerate(todo) if chrom in carry.get(i, ())]
+    n_all = -(-size // bin_size)
+    step = max(1, cfg.copy_block_bins)
+    for j0 in range(0, n_all, step):
+        n = min(step, n_all - j0)
+        block = np.full((len(todo), n), np.nan, dtype=np.float32)
+        for k in rows:
+            block[k] = read_bins(paths[k], chrom, j0 * bin_size, n, bin_size=bin_size)
+        if np.isfinite(block).any():
+            writer.add(chrom, j0 * bin_size, block)
 
 
 def predict(
@@ -107,7 +136,8 @@ def predict(
     rc_average : bool
         Average with the prediction on the reverse complement.
     resume : bool
-        Skip markers whose track is complete and made by this checkpoint with these options.
+        Skip markers whose track is complete, made by this checkpoint with these options, and
+        holds every chromosome asked for.
     which : {"best", "last"}
         Checkpoint of the run folder.
     n_procs : int, optional
@@ -154,34 +184,79 @@ def predict(
         exact_stitching=plan.exact,
         rc_average=bool(rc_average),
     )
-    existing = {}
-    if resume and (hub / "manifest.json").is_file():
-        existing = {t["name"]: t for t in load_manifest(hub)["tracks"]}
-    todo, skipped = [], []
+    existing, man_path = {}, hub / "manifest.json"
+    if man_path.is_file():
+        manifest = load_manifest(hub)
+        if manifest["genome"]["chrom_sizes"] != [list(x) for x in chrom_sizes]:
+            raise RegtracksError(
+                f"{man_path}: the hub holds tracks of genome {manifest['genome']['name']!r} "
+                f"({len(manifest['genome']['chrom_sizes'])} chromosomes) and this run predicts "
+                f"{g.name!r} with other chromosomes or sizes; use another --out"
+            )
+        existing = {t["name"]: t for t in manifest["tracks"]}
+    order_of = {c: i for i, c in enumerate(g.chroms)}
+    todo, skipped, carry = [], [], {}
     for i in sess.marker_idx:
         m = ms[i]
         name = track_name("pred", m.name)
         file = hub / "tracks" / f"{name}.bw"
         old = existing.get(name)
-        same = (
+        old_prov = (old or {}).get("provenance") or {}
+        old_chroms = [c for c in (old or {}).get("chroms") or [] if c in order_of]
+        compatible = (
             old is not None
-            and (old.get("provenance") or {}).get("checkpoint_sha256") == sess.sha256
+            and old.get("kind") == "prediction"
+            and old_prov.get("checkpoint_sha256") == sess.sha256
             and old.get("bin_size") == bin_size
-            and old.get("chroms") == wanted
-            and bool((old.get("provenance") or {}).get("rc_average")) == bool(rc_average)
+            and bool(old_prov.get("rc_average")) == bool(rc_average)
+            and is_complete(file, chrom_sizes)
         )
-        if same and is_complete(file, chrom_sizes):
+        if resume and compatible and set(wanted) <= set(old_chroms):
             skipped.append(m.name)
-        else:
-            todo.append(i)
-    result = PredictResult(hub_dir=hub, skipped=skipped, chroms=wanted, exact=plan.exact, plan=plan)
+            continue
+        todo.append(i)
+        # a hub accumulates: chromosomes an earlier call predicted, and this one does not,
+        # are copied into the new file, or the call stops here, before scanning
+        keep = [c for c in old_chroms if c not in wanted]
+        if not keep:
+            continue
+        if not compatible:
+            why = (
+                "another checkpoint"
+                if old_prov.get("checkpoint_sha256") != sess.sha256
+                else f"bin size {old.get('bin_size')}"
+                if old.get("bin_size") != bin_size
+                else "another --rc-average"
+                if bool(old_prov.get("rc_average")) != bool(rc_average)
+                else "a file that is not complete"
+            )
+            every = sorted(set(old_chroms) | set(wanted), key=order_of.__getitem__)
+            raise RegtracksError(
+                f"{file} holds {', '.join(keep)} from {why}; predicting {', '.join(wanted)} "
+                f"would drop it: predict them all with this run and options "
+                f"(--chrom {','.join(every)}), or write into another --out"
+            )
+        carry[i] = keep
+    result = PredictResult(
+        hub_dir=hub,
+        skipped=skipped,
+        chroms=wanted,
+        exact=plan.exact,
+        splits=sess.chrom_splits(wanted),
+        plan=plan,
+    )
     if todo:
         paths = [hub / "tracks" / f"{track_name('pred', ms[i].name)}.bw" for i in todo]
         total = sum(g.sizes[c] for c in wanted)
         done = 0
         t_scan = 0.0
+        kept_chroms = {c for cs in carry.values() for c in cs}
+        every = sorted(set(wanted) | kept_chroms, key=order_of.__getitem__)
         with BigWigWriter(paths, chrom_sizes, bin_size=bin_size, n_procs=n_procs) as writer:
-            for c in wanted:
+            for c in every:
+                if c not in wanted:
+                    _copy_chrom(writer, c, g.sizes[c], todo, paths, carry, bin_size, cfg)
+                    continue
                 t0 = time.perf_counter()
 
                 def tick(d, n, c, base=done):
@@ -208,18 +283,21 @@ def predict(
         result.tracks = paths
         result.bases = total
         result.scan_seconds = t_scan
-        tracks = [
-            sess.track_record(
-                i,
-                name=track_name("pred", ms[i].name),
-                file=str(p.relative_to(hub)),
-                kind="prediction",
-                bin_size=bin_size,
-                chroms=wanted,
-                provenance=prov_base,
+        result.kept = sorted(kept_chroms, key=order_of.__getitem__)
+        tracks = []
+        for i, p in zip(todo, paths, strict=True):
+            chroms_i = sorted(set(wanted) | set(carry.get(i, [])), key=order_of.__getitem__)
+            tracks.append(
+                sess.track_record(
+                    i,
+                    name=track_name("pred", ms[i].name),
+                    file=str(p.relative_to(hub)),
+                    kind="prediction",
+                    bin_size=bin_size,
+                    chroms=chroms_i,
+                    provenance=prov_base,
+                )
             )
-            for i, p in zip(todo, paths, strict=True)
-        ]
         update_manifest(hub, sess.genome_record(), tracks)
     if build:
         result.hub = build_hub(hub, **(hub_options or {}))

@@ -46,6 +46,7 @@ __all__ = [
     "track_name",
     "check_writable",
     "test_pr_auc",
+    "test_report",
     "command_line",
     "scan_window_arg",
 ]
@@ -75,8 +76,10 @@ def check_writable(hub: str | os.PathLike) -> None:
         raise RegtracksError(f"{hub}: output folder not writable ({exc.strerror})") from None
 
 
-def test_pr_auc(run_dir: str | os.PathLike) -> dict[str, float]:
-    """Per-marker test PR-AUC from ``RUN/evaluate/test/report.json`` (empty when not evaluated).
+def test_report(run_dir: str | os.PathLike) -> dict[str, dict]:
+    """Per-marker ``{"pr_auc", "chance"}`` from ``RUN/evaluate/test/report.json`` (empty when the
+    run was not evaluated); ``chance`` is the marker's positive rate on the test split, the
+    PR-AUC of a model that knows nothing.
 
     The path is where ``regtracks evaluate`` writes by default
     (:func:`regtracks.training.evaluate.report_dir`; inference does not import training).
@@ -88,10 +91,17 @@ def test_pr_auc(run_dir: str | os.PathLike) -> dict[str, float]:
     try:
         rep = json.loads(path.read_text())
         return {
-            m["name"]: m["pr_auc"] for m in rep.get("markers", []) if m.get("pr_auc") is not None
+            m["name"]: {"pr_auc": m["pr_auc"], "chance": m.get("positive_rate")}
+            for m in rep.get("markers", [])
+            if m.get("pr_auc") is not None
         }
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+def test_pr_auc(run_dir: str | os.PathLike) -> dict[str, float]:
+    """Per-marker test PR-AUC from ``RUN/evaluate/test/report.json`` (empty when not evaluated)."""
+    return {k: v["pr_auc"] for k, v in test_report(run_dir).items()}
 
 
 def command_line() -> str:
@@ -156,7 +166,7 @@ class InferenceSession:
     stride: int
     train_window: int
     _sha256: str | None = field(default=None, init=False, repr=False)
-    _scores: dict[str, float] | None = field(default=None, init=False, repr=False)
+    _scores: dict[str, dict] | None = field(default=None, init=False, repr=False)
 
     @property
     def selected(self) -> list[Marker]:
@@ -197,9 +207,23 @@ class InferenceSession:
 
     def test_scores(self) -> dict[str, float]:
         """The run's test PR-AUC per marker name (empty when the run was not evaluated)."""
+        return {k: v["pr_auc"] for k, v in self.test_report().items()}
+
+    def test_report(self) -> dict[str, dict]:
+        """The run's test ``{"pr_auc", "chance"}`` per marker name (see :func:`test_report`)."""
         if self._scores is None:
-            self._scores = test_pr_auc(self.path.parent)
+            self._scores = test_report(self.path.parent)
         return self._scores
+
+    def chrom_splits(self, chroms: list[str]) -> dict[str, str]:
+        """The training split of each chromosome: ``train``, ``valid``, ``test``, ``unused``
+        (left out of every split), or ``random`` (a random split: windows of every split on
+        every chromosome)."""
+        rec = self.checkpoint.split_record
+        if rec.get("mode") != "chrom":
+            return {c: "random" for c in chroms}
+        where = {c: s for s, cs in (rec.get("chroms") or {}).items() for c in cs}
+        return {c: where.get(c, "unused") for c in chroms}
 
     def provenance(self, **extra) -> dict:
         """The provenance record of the tracks made in this session.
@@ -233,12 +257,16 @@ class InferenceSession:
         provenance: dict,
         description: str | None = None,
     ) -> dict:
-        """The manifest entry of marker ``i``'s track (``provenance`` gains its test PR-AUC)."""
+        """The manifest entry of marker ``i``'s track: ``split`` maps each of its chromosomes to
+        its training split (:meth:`chrom_splits`); ``provenance`` gains the marker's test PR-AUC
+        and its chance level when the run was evaluated."""
         m = self.markers[i]
-        scores = self.test_scores()
+        scores = self.test_report()
         prov = dict(provenance)
         if m.name in scores:
-            prov["test_pr_auc"] = scores[m.name]
+            prov["test_pr_auc"] = scores[m.name]["pr_auc"]
+            if scores[m.name]["chance"] is not None:
+                prov["test_chance"] = scores[m.name]["chance"]
         return {
             "name": name,
             "file": file,
@@ -249,6 +277,7 @@ class InferenceSession:
             "color": m.color or CATEGORY_COLORS[m.category],
             "bin_size": bin_size,
             "chroms": chroms,
+            "split": self.chrom_splits(chroms),
             "description": m.description if description is None else description,
             "provenance": prov,
         }

@@ -76,6 +76,7 @@ __all__ = [
     "BigWigWriter",
     "write_bigwig",
     "is_complete",
+    "read_bins",
     "zoom_levels",
     "BIGWIG_MAGIC",
 ]
@@ -647,6 +648,39 @@ def write_bigwig(
         for chrom, start, values in blocks:
             writer.add(chrom, start, np.asarray(values, dtype=np.float32).reshape(1, -1))
     return Path(path)
+
+
+def read_bins(
+    path: str | os.PathLike, chrom: str, start: int, n_bins: int, *, bin_size: int
+) -> np.ndarray:
+    """The values of ``n_bins`` bins of ``bin_size`` from ``start`` of a track this module wrote.
+
+    The inverse of :meth:`BigWigWriter.add`: bins with no entry (left out as non-finite when
+    written) come back as NaN, so a block read here and added to a writer writes the same
+    entries. Entries must be aligned on the bins (true of every file written with this
+    ``bin_size`` from bin-aligned starts, as ``predict`` writes).
+    """
+    import pyBigWig
+
+    out = np.full(n_bins, np.nan, dtype=np.float32)
+    bw = pyBigWig.open(str(path))
+    if bw is None:
+        raise RegtracksError(f"{path}: not a readable bigWig")
+    try:
+        size = bw.chroms(chrom)
+        end = min(start + n_bins * bin_size, size or 0)
+        ivs = bw.intervals(chrom, start, end) if size and end > start else None
+    finally:
+        bw.close()
+    for s, e, v in ivs or ():
+        j = (s - start) // bin_size
+        if (s - start) % bin_size or e - s > bin_size or not 0 <= j < n_bins:
+            raise RegtracksError(
+                f"{path}: entry {chrom}:{s}-{e} is not one bin of {bin_size} bp; "
+                "the track was not written with this bin size"
+            )
+        out[j] = v
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

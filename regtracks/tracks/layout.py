@@ -19,7 +19,16 @@ from pathlib import Path
 from regtracks._util import RegtracksError, natural_key
 from regtracks.config import CATEGORIES, CATEGORY_COLORS, HubDefaults
 
-__all__ = ["SALIENCY_COMPOSITE", "Track", "plan_tracks", "symbol", "fit", "count"]
+__all__ = [
+    "SALIENCY_COMPOSITE",
+    "Track",
+    "plan_tracks",
+    "symbol",
+    "fit",
+    "count",
+    "split_note",
+    "score_note",
+]
 
 SALIENCY_COMPOSITE = "Saliency"
 
@@ -53,6 +62,41 @@ def _unique(name: str, taken: set[str]) -> str:
         out, k = f"{name}_{k}", k + 1
     taken.add(out)
     return out
+
+
+_SPLIT_ORDER = ("test", "valid", "train", "unused")
+
+
+def split_note(rec: dict) -> str:
+    """Which training split the chromosomes of a track belong to, for its labels.
+
+    ``chr3 test``, ``chr1 train, chr3 test``, ``4 train chroms``; ``random split, windows of
+    every split on each chromosome``; ``""`` when the manifest record has no ``split``.
+    """
+    split = rec.get("split") or {}
+    if not isinstance(split, dict) or not split:
+        return ""
+    if all(v == "random" for v in split.values()):
+        return "random split, training windows on every chromosome"
+    parts = []
+    for part in _SPLIT_ORDER:
+        cs = [c for c, v in split.items() if v == part]
+        if cs:
+            shown = ",".join(cs) if len(cs) <= 2 else f"{len(cs)} {part} chroms"
+            parts.append(shown if len(cs) > 2 else f"{shown} {part}")
+    return ", ".join(parts)
+
+
+def score_note(rec: dict) -> str:
+    """``test PR-AUC 0.79 (chance 0.05)`` from the track's provenance (``""`` without one)."""
+    prov = rec.get("provenance") or {}
+    auc, chance = prov.get("test_pr_auc"), prov.get("test_chance")
+    if not isinstance(auc, int | float):
+        return ""
+    text = f"test PR-AUC {auc:.2f}"
+    if isinstance(chance, int | float):
+        text += f" (chance {chance:.2f})" if chance >= 0.005 else f" (chance {chance:.3f})"
+    return text
 
 
 def fit(text: str, limit: int, *, ellipsis: bool = True) -> str:
@@ -154,11 +198,16 @@ def plan_tracks(
             else:
                 color = t.get("color") or CATEGORY_COLORS.get(t["category"], cfg.other_color)
                 display = short = f"{marker} {cell}".strip()
-                what = "" if marker == t["category"] else f" {t['category']}"
-                long = f"{marker}{what} prediction" + (f", {cell}" if cell else "")
+                # the category is the composite's label
+                long = marker + (f", {cell}" if cell else "")
                 view = None
             long += f" ({model})" if model else ""
-            long += f": {desc}" if desc else ""
+            # what a user must know to trust the track: seen in training or not, and how well
+            # the model does on held-out data against a model that knows nothing
+            # (the labels are cut at 76 characters: these go before the description)
+            honest = "; ".join(x for x in (score_note(t), split_note(t)) if x)
+            long += f": {honest}" if honest else ""
+            long += f"{'; ' if honest else ': '}{desc}" if desc else ""
             tr = Track(
                 rec=t,
                 name=name,

@@ -33,7 +33,15 @@ from urllib.parse import quote
 
 from regtracks._util import RegtracksError, natural_key
 from regtracks.config import HubDefaults
-from regtracks.tracks.layout import SALIENCY_COMPOSITE, Track, count, fit, symbol
+from regtracks.tracks.layout import (
+    SALIENCY_COMPOSITE,
+    Track,
+    count,
+    fit,
+    score_note,
+    split_note,
+    symbol,
+)
 
 __all__ = [
     "templates_dir",
@@ -89,6 +97,8 @@ def _metadata_line(t: Track) -> str:
         ("bin_size", rec.get("bin_size")),
         ("window_len", prov.get("window_len")),
         ("test_pr_auc", prov.get("test_pr_auc")),
+        ("test_chance", prov.get("test_chance")),
+        ("split", split_note(rec) or None),
         ("checkpoint_sha256", (prov.get("checkpoint_sha256") or "")[:16] or None),
         ("created", prov.get("created")),
         ("regtracks_version", prov.get("regtracks_version")),
@@ -212,7 +222,15 @@ def track_html(t: Track) -> str:
     rows += [("cell type", rec.get("cell_type")), ("kind", rec["kind"])]
     rows += [("bin size (bp)", rec.get("bin_size"))]
     if rec.get("chroms"):
-        rows.append(("chromosomes", ", ".join(map(str, rec["chroms"]))))
+        split = rec.get("split") or {}
+        rows.append(
+            (
+                "chromosomes (training split)",
+                ", ".join(f"{c} ({split[c]})" if c in split else str(c) for c in rec["chroms"]),
+            )
+        )
+    if score_note(rec):
+        rows.append(("how good", score_note(rec)))
     rows += [(k.replace("_", " "), v) for k, v in prov.items()]
     body = "\n".join(
         f"<tr><th align=left>{html_escape(str(k))}</th><td>{html_escape(str(v))}</td></tr>"

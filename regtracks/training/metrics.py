@@ -60,7 +60,7 @@ import torch
 from regtracks._util import RegtracksError
 from regtracks.config import CATEGORIES, DEFAULT_METRICS
 
-__all__ = ["StreamingMetrics", "MetricsResult", "category_means"]
+__all__ = ["StreamingMetrics", "MetricsResult", "category_means", "at_chance"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,33 @@ class MetricsResult:
     @property
     def n_markers(self) -> int:
         return int(self.pr_auc.shape[0])
+
+
+def at_chance(
+    pr_auc: float | None,
+    roc_auc: float | None,
+    positive_rate: float | None,
+    *,
+    roc_floor: float | None = None,
+    pr_lift: float | None = None,
+) -> bool:
+    """True when a marker's scores are those of a model that learnt nothing.
+
+    ROC-AUC below ``roc_floor`` (default ``DEFAULT_EVAL.chance_roc_auc``, 0.55), or PR-AUC below
+    ``pr_lift`` (default 1.1) times the positive rate; undefined scores (None, NaN) say
+    nothing, so they are not flagged.
+    """
+    from regtracks.config import DEFAULT_EVAL
+
+    roc_floor = DEFAULT_EVAL.chance_roc_auc if roc_floor is None else roc_floor
+    pr_lift = DEFAULT_EVAL.chance_pr_lift if pr_lift is None else pr_lift
+
+    def ok(x) -> bool:
+        return x is not None and np.isfinite(x)
+
+    if ok(roc_auc) and roc_auc < roc_floor:
+        return True
+    return ok(pr_auc) and ok(positive_rate) and pr_auc < pr_lift * positive_rate
 
 
 def category_means(

@@ -8,8 +8,8 @@ into a JSON-safe dict (NaN becomes ``null``)::
     {
       "split": "test",
       "categories": {"TFBS": {"pr_auc", "roc_auc", "mean_positive_rate", "n_markers",
-                              "n_evaluated"}, "Histone": {...}, "DNase": {...}},
-      "markers": [{"name", "category", "pr_auc", "roc_auc", "positive_rate",
+                              "n_evaluated", "n_at_chance"}, "Histone": ..., "DNase": ...},
+      "markers": [{"name", "category", "pr_auc", "roc_auc", "positive_rate", "at_chance",
                    "n_positive", "n_total", "n_nan"}, ...],          # marker order
       "n_scores": ..., "n_masked_scores": ..., "n_nan_logits": ...,
       ...extra keys (run, model, checkpoint, ...)
@@ -18,7 +18,9 @@ into a JSON-safe dict (NaN becomes ``null``)::
 Category values are means over the category's markers, leaving out markers whose metric is
 undefined (no positive, or no negative for ROC-AUC); ``null`` for a category without any.
 ``mean_positive_rate`` (over the same markers as ``pr_auc``) is the chance level of the mean
-PR-AUC.
+PR-AUC. ``at_chance`` flags a marker whose scores are those of a model that learnt nothing
+(:func:`regtracks.training.metrics.at_chance`: ROC-AUC < 0.55 or PR-AUC < 1.1 x its positive
+rate).
 
 :func:`write_report` writes ``report.json``, ``report.md`` (tables like the paper's: one of
 category means, one per category of markers) and ``pr_<category>.png`` (every marker's PR
@@ -39,7 +41,7 @@ import numpy as np
 
 from regtracks._util import RegtracksError, atomic_path, write_text_atomic
 from regtracks.config import CATEGORIES, CATEGORY_COLORS
-from regtracks.training.metrics import MetricsResult, category_means
+from regtracks.training.metrics import MetricsResult, at_chance, category_means
 
 __all__ = ["build_report", "write_report", "render_markdown"]
 
@@ -143,6 +145,7 @@ def build_report(
             "mean_positive_rate": rate_mean[cat],
             "n_markers": int(sel.sum()),
             "n_evaluated": int((sel & ~np.isnan(pr)).sum()),
+            "n_at_chance": int(sum(at_chance(pr[i], roc[i], rate[i]) for i in np.flatnonzero(sel))),
         }
     rows = []
     for i, (name, cat) in enumerate(zip(names, cats, strict=True)):
@@ -153,6 +156,7 @@ def build_report(
                 "pr_auc": pr[i],
                 "roc_auc": roc[i],
                 "positive_rate": rate[i],
+                "at_chance": at_chance(pr[i], roc[i], rate[i]),
                 "n_positive": int(r.n_positive[i]),
                 "n_total": int(r.n_total[i]),
                 "n_nan": int(r.n_nan[i]),
@@ -212,8 +216,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Mean per category",
         "",
-        "| Category | Markers | PR-AUC | Chance (positive rate) | ROC-AUC |",
-        "|---|---:|---:|---:|---:|",
+        "| Category | Markers | PR-AUC | Chance (positive rate) | ROC-AUC | At chance |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for cat in CATEGORIES:
         c = report["categories"].get(cat, {})
@@ -221,8 +225,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         count = f"{k}" if k == n else f"{k} of {n}"
         lines.append(
             f"| {cat} | {count} | {_fmt(c.get('pr_auc'))} | "
-            f"{_fmt_rate(c.get('mean_positive_rate'))} | {_fmt(c.get('roc_auc'))} |"
+            f"{_fmt_rate(c.get('mean_positive_rate'))} | {_fmt(c.get('roc_auc'))} | "
+            f"{c.get('n_at_chance', 0)} |"
         )
+    flat = [m["name"] for m in report["markers"] if m.get("at_chance")]
+    if flat:
+        shown = ", ".join(_cell(n) for n in flat[:20]) + (" ..." if len(flat) > 20 else "")
+        lines += [
+            "",
+            f"**{len(flat)} of {len(report['markers'])} markers are at chance** (ROC-AUC < 0.55 "
+            f"or PR-AUC < 1.1 x positive rate): {shown}. Their tracks carry no signal.",
+        ]
     for cat in CATEGORIES:
         rows = [m for m in report["markers"] if m.get("category") == cat]
         if not rows:
@@ -231,14 +244,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "",
             f"## {cat}",
             "",
-            "| Marker | PR-AUC | Chance (positive rate) | ROC-AUC | Positives |",
-            "|---|---:|---:|---:|---:|",
+            "| Marker | PR-AUC | Chance (positive rate) | ROC-AUC | Positives | At chance |",
+            "|---|---:|---:|---:|---:|---|",
         ]
         for m in rows:
             lines.append(
                 f"| {_cell(m['name'])} | {_fmt(m.get('pr_auc'))} | "
                 f"{_fmt_rate(m.get('positive_rate'))} | {_fmt(m.get('roc_auc'))} | "
-                f"{m.get('n_positive', 0):,} |"
+                f"{m.get('n_positive', 0):,} | {'yes' if m.get('at_chance') else ''} |"
             )
     figures = report.get("figures") or []
     if figures or report.get("figures_note"):
@@ -290,6 +303,7 @@ def _write_figures(report: Mapping, out_dir: Path, curves: Mapping) -> tuple[lis
         ax = fig.add_subplot()
         few = len(rows) <= 10
         alpha = 1.0 if few else max(0.08, min(0.6, 6.0 / len(rows)))
+        chances = []
         for m in rows:
             precision, recall = (np.asarray(a, dtype=np.float64) for a in curves[m["name"]][:2])
             if not np.isfinite(recall).all():
@@ -297,12 +311,29 @@ def _write_figures(report: Mapping, out_dir: Path, curves: Mapping) -> tuple[lis
             precision, recall = _thin(precision, recall)
             label = f"{m['name']} ({_fmt(m['pr_auc'])})" if few else None
             kw = {} if few else {"color": rgb}
-            ax.plot(
+            (line,) = ax.plot(
                 recall, precision, drawstyle="steps-post", lw=1.0, alpha=alpha, label=label, **kw
             )
+            rate = m.get("positive_rate")
+            if rate is not None:
+                chances.append(rate)
+                if few:  # each marker's own chance level, in its colour
+                    ax.axhline(rate, color=line.get_color(), ls=":", lw=0.8)
         c = report["categories"][cat]
-        if c.get("mean_positive_rate") is not None:
-            ax.axhline(c["mean_positive_rate"], color="0.4", ls="--", lw=0.8, label="chance")
+        if chances and few:
+            ax.plot([], [], color="0.4", ls=":", lw=0.8, label="chance (dotted, per marker)")
+        elif chances:  # too many lines: the band of the markers' chance levels
+            lo, hi = min(chances), max(chances)
+            ax.axhspan(lo, max(hi, lo + 2e-3), color="0.5", alpha=0.25, lw=0)
+            ax.text(
+                0.99,
+                hi,
+                f"chance per marker {lo:.3f}-{hi:.3f}",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="0.3",
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("recall")

@@ -348,6 +348,8 @@ class Trainer:
         self.history: list[dict] = []
         self.last_valid: dict | None = None
         self._window = _LogWindow(device)
+        self._losses: list[float] = []  # first and latest logged training loss
+        self._warned = False
         self.tensorboard = None
         if cfg.tensorboard and dist.is_main:
             from regtracks.training.curves import TensorBoardLogger
@@ -492,7 +494,50 @@ class Trainer:
         self.history.append(rec)
         self.save("last")
         self.write_curves()
+        self._warn_memorising(v)
         return bool(self.cfg.patience) and st["bad"] >= self.cfg.patience
+
+    def _warn(self, message: str, kind: str) -> None:
+        self._emit(
+            {"event": "warning", "kind": kind, "step": self.state["step"], "message": message},
+            log=False,
+        )
+
+    def _warn_memorising(self, v: dict | None) -> None:
+        """Warn once when the training loss has halved while validation stays at chance."""
+        from regtracks.config import DEFAULT_EVAL
+
+        roc = None if v is None else v["roc_auc"].get("mean")
+        if self._warned or roc is None or len(self._losses) < 2:
+            return
+        first, last = self._losses
+        if last < 0.5 * first and roc < DEFAULT_EVAL.chance_roc_auc:
+            self._warned = True
+            self._warn(
+                f"the training loss fell from {first:.4f} to {last:.4f} while validation stays at "
+                f"chance (mean ROC-AUC {roc:.3f}; a random ranking scores 0.5): the model learns "
+                "the training windows, not what carries over to other chromosomes",
+                "memorising",
+            )
+
+    def warn_at_chance(self) -> None:
+        """At the end: name the categories whose last validation is at chance."""
+        from regtracks.config import DEFAULT_EVAL
+
+        v = self.last_valid
+        if v is None:
+            return
+        flat = [
+            f"{c} (ROC-AUC {v['roc_auc'][c]:.3f})"
+            for c in dict.fromkeys(self.td.markers.categories)
+            if v["roc_auc"].get(c) is not None and v["roc_auc"][c] < DEFAULT_EVAL.chance_roc_auc
+        ]
+        if flat:
+            self._warn(
+                f"validation at step {self.state['step']:,} is at chance for {', '.join(flat)}: "
+                "their tracks will carry no signal (train longer, or see docs/models.md)",
+                "at-chance",
+            )
 
     def flush_log(self) -> None:
         """Write the training-loss line of the steps since the last one; stop on NaN."""
@@ -500,6 +545,8 @@ class Trainer:
         if w.n == 0:
             return
         mean, dt, bases, wait = w.take()
+        if math.isfinite(mean):
+            self._losses = [self._losses[0] if self._losses else mean, mean]
         if not math.isfinite(mean):
             raise RegtracksError(
                 f"the loss became {mean} near step {self.state['step']}; stopped. "
@@ -602,6 +649,8 @@ class Trainer:
             torch.distributed.barrier()
         if self.tensorboard is not None:
             self.tensorboard.close()
+        if status != "interrupted" and dist.is_main:
+            self.warn_at_chance()
         self._emit(
             {"event": "end", "status": status, "step": st["step"], "best": st["best"]}, log=False
         )

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "handle_errors",
     "progress_bar",
     "in_kbp",
+    "plural",
     "hub_hint",
     "tracks_notes",
     "command",
@@ -105,15 +107,68 @@ def handle_errors(fn):
     return wrapper
 
 
+def time_left(elapsed: float | None, done: float, total: float | None) -> float | None:
+    """Seconds left at the mean pace so far: ``done`` units in ``elapsed`` seconds, ``total``
+    in all (None: unknown, nothing done yet, or no time elapsed)."""
+    if total is None or not elapsed or elapsed <= 0 or done <= 0:
+        return None
+    return max(total - done, 0) * elapsed / done
+
+
+def hms(seconds: float) -> str:
+    """``H:MM:SS`` (rounded up: a last second left shows 0:00:01)."""
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}"
+
+
+@functools.cache
+def _time_left_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class TimeLeftColumn(ProgressColumn):
+        """``H:MM:SS left`` at the mean pace since the bar started (:func:`time_left`): known
+        from the first update on, and steady when updates are far apart. (rich's own column
+        estimates from the updates of the last 30 s and shows ``-:--:--`` until two fall
+        within them: forever for a training run logging every 10 steps of 4 s each.) Blank
+        while the total or the pace is unknown: the elapsed time beside it counts on.
+
+        A task's ``done_before`` field is what it started from (the step a resumed run starts
+        at); a count that falls (a new stage) starts the pace afresh.
+        """
+
+        max_refresh = 0.5
+
+        def __init__(self):
+            super().__init__()
+            self._since: dict = {}  # task id -> (elapsed, done) the pace is measured from
+
+        def render(self, task) -> Text:
+            style = "progress.remaining"
+            if task.finished:
+                return Text("", style=style)
+            elapsed = task.elapsed or 0.0
+            t0, d0, last = self._since.get(task.id, (0.0, task.fields.get("done_before", 0), 0))
+            if task.completed < last:
+                t0, d0 = elapsed, task.completed
+            self._since[task.id] = (t0, d0, task.completed)
+            total = None if task.total is None else task.total - d0
+            left = time_left(elapsed - t0, task.completed - d0, total)
+            return Text("" if left is None else f"{hms(left)} left", style=style)
+
+    return TimeLeftColumn
+
+
 def rich_progress(field: str, *, console=None, transient: bool = False):
-    """A rich ``Progress``: description, bar, done/total, the task's ``field``, times."""
+    """A rich ``Progress``: description, bar, done/total, the task's ``field``, time elapsed
+    and time left (see :func:`time_left`)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     return Progress(
@@ -122,7 +177,7 @@ def rich_progress(field: str, *, console=None, transient: bool = False):
         MofNCompleteColumn(),
         TextColumn(f"{{task.fields[{field}]}}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        _time_left_column()(),
         console=console or stderr(),
         transient=transient,
     )
@@ -145,6 +200,12 @@ def progress_bar(description: str) -> Iterator[Progress]:
             bar.update(task, completed=done, total=total, label=str(label))
 
         yield update
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and ``word`` in the number ``n`` asks for: ``1 step``, ``2 steps``, ``2 processes``
+    (``many``: the plural when it is not ``word + "s"``)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def in_kbp(update: Progress) -> Progress:

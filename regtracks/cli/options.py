@@ -140,7 +140,7 @@ MotifsOpt = option(str, "--motifs", help="JASPAR (.jaspar, .pfm) or MEME file: p
 ModelOpt = option(str, "--model", help="Model name (see `regtracks models`).")
 ModelsOpt = option(str, "--models", help="'all' or a comma list of model names.")
 GridOpt = option(str, "--grid", help="none, small or paper (Tables 3/4): keep the best on validation.")
-EpochsOpt = option(int, "--epochs", help="Passes over the training windows.")
+EpochsOpt = option(int, "--epochs", help="Passes over the training windows (0: no limit; the run then ends at --max-steps, or earlier by --patience).")
 MaxStepsOpt = option(int, "--max-steps", help="Stop after this many steps (0: no limit).")
 LrOpt = option(float, "--lr", help="Adam learning rate.")
 WarmupOpt = option(int, "--warmup", help="Steps of linear learning-rate warm-up (0: none).")

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from regtracks.cli.common import command, info, progress_bar, rich_progress, stdout, warn
+from regtracks.cli.common import (
+    command,
+    info,
+    plural,
+    progress_bar,
+    rich_progress,
+    stdout,
+    warn,
+)
 from regtracks.cli.data import prepare_task
 from regtracks.cli.options import (
     DataOptions,
@@ -69,11 +77,15 @@ class TrainView:
         if kind == "warning":
             self.print(f"[yellow]warning:[/yellow] {ev['message']}")
         elif kind == "start":
-            self.task = self.bar.add_task("train", total=ev["total"], completed=ev["step"], info="")
+            step = ev["step"]  # a resumed run's pace counts from the step it resumes at
+            self.task = self.bar.add_task(
+                "train", total=ev["total"], completed=step, done_before=step, info=""
+            )
             self.print(
-                f"training on {ev['device']} ({ev['precision']}, {ev['world']} process(es)): "
-                f"{ev['train']:,} train / {ev['valid']:,} valid windows, "
-                f"{ev['steps_per_epoch']:,} steps per epoch"
+                f"training on {ev['device']} ({ev['precision']}, "
+                f"{plural(ev['world'], 'process', 'processes')}): {ev['train']:,} train / "
+                f"{plural(ev['valid'], 'valid window')}, "
+                f"{plural(ev['steps_per_epoch'], 'step')} per epoch"
             )
         elif kind == "train":
             self.loss, self.rate = ev["loss"], ev["bp_per_s"]

@@ -1,9 +1,11 @@
 """Real-browser test: a hub's igv.html in headless Chromium, judged from igv.js's own state.
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``, or ``$CHROMIUM``), ``node``, and the npm
-packages of ``tests/browser/package.json`` (``npm ci --prefix tests/browser``: igv, the page
-under test, and playwright-core, which drives Chromium). The test skips, saying why, only when
-one of those is missing or Chromium cannot start at all.
+packages of ``tests/browser/package.json`` (``npm ci --prefix tests/browser``: playwright-core,
+which drives Chromium; igv, the same release as the igv.js regtracks bundles). The hubs use the
+bundled igv.js, which ``build_hub`` copies into them, and nothing from the network: the page
+is judged offline. The tests skip, saying why, only when one of those is missing or Chromium
+cannot start at all.
 
 The screenshot is written under the test's tmp folder and its path printed; with
 ``REGTRACKS_TEST_ARTIFACTS=DIR`` it is also copied to ``DIR/igv_browser.png``.
@@ -25,12 +27,12 @@ import numpy as np
 import pytest
 from _hub_data import make_hub, writer_2bit
 
+from regtracks.config import DEFAULT_HUB
 from regtracks.tracks.hub import build_hub
 from regtracks.tracks.hubcheck import check_hub
 from regtracks.tracks.manifest import load_manifest
 
 BROWSER_DIR = Path(__file__).parent / "browser"
-IGV_JS = BROWSER_DIR / "node_modules" / "igv" / "dist" / "igv.min.js"
 DRIVER = BROWSER_DIR / "igv_state.cjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 _LAUNCH_FAILURE = re.compile(
@@ -45,7 +47,7 @@ def _requirements() -> str | None:
         return f"no Chromium at {CHROMIUM} (apt-get install -y --no-install-recommends chromium)"
     if shutil.which("node") is None:
         return "node is not installed"
-    if not IGV_JS.is_file() or not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
         return "npm packages missing: npm ci --prefix tests/browser"
     return None
 
@@ -94,11 +96,12 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def served_hub(tmp_path):
-    missing = _requirements()  # before the hub is built: it copies igv.js from node_modules
+    missing = _requirements()  # before the hub is built
     if missing:
         pytest.skip(missing)
     hub = make_hub(tmp_path)
-    build_hub(hub, igv_js=IGV_JS, write_2bit=writer_2bit())
+    build_hub(hub, write_2bit=writer_2bit())  # copies the bundled igv.js into the hub
+    assert (hub / "igv.min.js").is_file()
     try:  # the project's server (`regtracks serve`)
         from regtracks.tracks.serve import make_server
 
@@ -124,13 +127,11 @@ def _track_colour_pixels(png: Path, rgb: tuple[int, int, int]) -> int:
     return int((np.abs(img.astype(np.int16) - np.array(rgb)).max(axis=-1) <= 8).sum())
 
 
-def test_igv_html_in_headless_chromium(served_hub, tmp_path):
-    hub, base = served_hub
-    assert check_hub(hub).problems == ()
-    shot = tmp_path / "igv_browser.png"
+def _page_state(url: str, shot: Path) -> dict:
+    """igv_state.cjs's report of the page at ``url``; skips when Chromium cannot run here."""
     env = dict(os.environ, CHROMIUM=CHROMIUM)
     proc = subprocess.run(
-        ["node", str(DRIVER), f"{base}/igv.html", str(shot), "20000"],
+        ["node", str(DRIVER), url, str(shot), "20000"],
         capture_output=True,
         text=True,
         timeout=90,
@@ -139,7 +140,15 @@ def test_igv_html_in_headless_chromium(served_hub, tmp_path):
     if proc.returncode == 2 and _LAUNCH_FAILURE.search(proc.stderr):
         pytest.skip(f"Chromium cannot run here: {proc.stderr.strip().splitlines()[0][:300]}")
     assert proc.returncode == 0, proc.stderr
-    state = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_igv_html_in_headless_chromium(served_hub, tmp_path):
+    hub, base = served_hub
+    assert check_hub(hub).problems == ()
+    assert '<script src="igv.min.js"></script>' in (hub / "igv.html").read_text()
+    shot = tmp_path / "igv_browser.png"
+    state = _page_state(f"{base}/igv.html", shot)
     print(f"\nscreenshot: {shot}  (Chromium {state.get('chromium')}, igv.js {state['igvVersion']})")
     art = os.environ.get("REGTRACKS_TEST_ARTIFACTS")
     if art:
@@ -149,7 +158,7 @@ def test_igv_html_in_headless_chromium(served_hub, tmp_path):
     # the page and igv.js report no error, and every request succeeded
     assert state["errors"] == [] and state["pageErrors"] == []
     assert state["consoleErrors"] == [] and state["failedRequests"] == []
-    assert state["igvVersion"].startswith("3.")
+    assert state["igvVersion"] == DEFAULT_HUB.igv_js_version  # the bundled igv.js
     # every manifest track is in igv.js, loaded, with data in view
     manifest = load_manifest(hub)
     files = {t["file"]: t for t in manifest["tracks"]}
@@ -168,3 +177,93 @@ def test_igv_html_in_headless_chromium(served_hub, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _track_colour_pixels(shot, (0, 90, 200)) > 2000
     assert _track_colour_pixels(shot, (200, 60, 0)) > 1000
+
+
+# A second, smaller driver: the page's own messages, with every request that is not to the
+# local server (or a file) aborted, as on a machine without network.
+OFFLINE_DRIVER = r"""
+"use strict";
+const { chromium } = require(process.argv[2]);
+const [url, local] = process.argv.slice(3);
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  });
+  const out = { requests: [], blocked: [], pageErrors: [] };
+  try {
+    const context = await browser.newContext();
+    await context.route("**/*", (route) => {
+      const u = route.request().url();
+      out.requests.push(u);
+      const ours = u.startsWith(local) || u.startsWith("file:") || u.startsWith("data:");
+      if (ours) return route.continue();
+      out.blocked.push(u);
+      return route.abort("internetdisconnected");
+    });
+    const page = await context.newPage();
+    page.on("pageerror", (e) => out.pageErrors.push(String(e && e.message ? e.message : e)));
+    await page.goto(url, { waitUntil: "load", timeout: 20000 });
+    const ready = () => window.regtracks && window.regtracks.ready;
+    await page.waitForFunction(ready, null, { timeout: 20000 });
+    Object.assign(out, await page.evaluate(() => ({
+      errors: window.regtracks.errors,
+      status: document.getElementById("status").textContent,
+      statusShown: getComputedStyle(document.getElementById("status")).display !== "none",
+      igvLoaded: !!(window.igv && typeof window.igv.createBrowser === "function"),
+      browser: !!window.regtracks.browser,
+    })));
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(out) + "\n");
+})().catch((e) => {
+  process.stderr.write("offline driver: " + (e && e.stack ? e.stack : e) + "\n");
+  process.exit(2);
+});
+"""
+
+
+def _offline_state(tmp_path: Path, url: str, local: str) -> dict:
+    script = tmp_path / "offline.cjs"
+    script.write_text(OFFLINE_DRIVER)
+    playwright = BROWSER_DIR / "node_modules" / "playwright-core"
+    proc = subprocess.run(
+        ["node", str(script), str(playwright), url, local],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=dict(os.environ, CHROMIUM=CHROMIUM),
+    )
+    if proc.returncode == 2 and _LAUNCH_FAILURE.search(proc.stderr):
+        pytest.skip(f"Chromium cannot run here: {proc.stderr.strip().splitlines()[0][:300]}")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_page_says_igv_js_did_not_load(served_hub, tmp_path):
+    """The hub's igv.min.js removed, no network: one message naming the src, no blank page."""
+    hub, base = served_hub
+    (hub / "igv.min.js").unlink()
+    state = _offline_state(tmp_path, f"{base}/igv.html", base)
+    assert not state["igvLoaded"] and not state["browser"]
+    assert state["pageErrors"] == []  # not "igv.createBrowser is not a function"
+    assert len(state["errors"]) == 1, state["errors"]
+    message = state["errors"][0]
+    assert message.startswith("igv.js did not load from igv.min.js"), message
+    assert "regtracks hub build" in message
+    assert state["status"] == message and state["statusShown"]  # on the page, not the console
+    assert state["blocked"] == []  # the page asked nothing of the network
+
+
+def test_page_opened_as_a_file_says_how_to_serve_it(served_hub, tmp_path):
+    hub, base = served_hub
+    state = _offline_state(tmp_path, (hub / "igv.html").as_uri(), base)
+    assert state["pageErrors"] == [] and not state["browser"]
+    assert len(state["errors"]) == 1, state["errors"]
+    message = state["errors"][0]
+    assert f"run `regtracks serve {hub}`" in message, message
+    assert "open the igv.html URL it prints" in message
+    assert state["status"] == message and state["statusShown"]
+    assert state["blocked"] == []

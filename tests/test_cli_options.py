@@ -335,3 +335,49 @@ def test_event_streams_are_on_event_and_old_keyword_warns():
     with pytest.warns(DeprecationWarning, match="scan_window"):
         old = plan_scan(1, 1, bin_size=10, window_len=1_000)
     assert old == plan_scan(1, 1, bin_size=10, scan_window=1_000)
+
+
+# --- train --resume RUN and the time left --------------------------------------------------------
+def test_a_flag_that_takes_a_value_hands_it_to_its_option():
+    from regtracks.cli.common import flag_value
+
+    opts = ["--out", "-o"]
+    assert flag_value(["--resume", "r", "--lr", "1"], "--resume", opts) == [
+        "--resume", "--out", "r", "--lr", "1"
+    ]  # fmt: skip
+    assert flag_value(["--resume=r"], "--resume", opts) == ["--resume", "--out", "r"]
+    for bare in (["-o", "r", "--resume"], ["--resume", "-o", "r"], ["--resume", "--", "x"]):
+        assert flag_value(bare, "--resume", opts) == bare  # the old spelling: a flag
+    with pytest.raises(typer.Exit) as exc:
+        flag_value(["--resume", "r", "-o", "s"], "--resume", opts)
+    assert exc.value.exit_code == 2
+    ctx = _parse(["train"], ["--resume", "r", "--max-steps", "9"])
+    assert ctx.params["resume"] is True and ctx.params["out"] == Path("r")
+    assert ctx.params["max_steps"] == 9 and ctx.params["genome"] is None
+
+
+def test_time_left_from_the_mean_pace():
+    from regtracks.cli.common import hms, time_left
+
+    assert time_left(10.0, 5, 20) == 30.0  # 15 more at 2 s each
+    assert time_left(10.0, 0, 20) is None and time_left(0.0, 5, 20) is None
+    assert time_left(10.0, 5, None) is None  # unknown total: the elapsed time alone
+    assert hms(0.2) == "0:00:01" and hms(3725) == "1:02:05"
+
+
+def test_progress_shows_the_time_left_after_one_update(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from regtracks.cli.common import rich_progress
+
+    bar = rich_progress("info", console=Console(file=io.StringIO(), force_terminal=True))
+    task = bar.add_task("train", total=100, completed=10, done_before=10, info="")
+    column, t = bar.columns[-1], bar._tasks[task]
+    assert column.render(t).plain == ""  # nothing done since the start: no pace yet
+    monkeypatch.setattr(type(t), "elapsed", property(lambda self: 9.0))
+    bar.update(task, completed=40)  # 30 steps in 9 s (the resumed run's 10 not counted)
+    assert column.render(t).plain == "0:00:18 left"
+    bar.update(task, completed=5)  # a count that falls: a new stage, a fresh pace
+    assert column.render(t).plain == ""

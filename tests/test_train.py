@@ -337,3 +337,73 @@ def test_warnings_when_the_loss_falls_but_validation_stays_at_chance():
     assert events[-1]["kind"] == "at-chance"
     assert "Histone (ROC-AUC 0.510)" in events[-1]["message"]
     assert "TFBS" not in events[-1]["message"]
+
+
+def _same_state(pa, pb):
+    sa, sb = _state(pa), _state(pb)
+    assert sa["state"]["step"] == sb["state"]["step"]
+    for k, v in sa["state_dict"].items():
+        assert torch.equal(v, sb["state_dict"][k]), k
+    oa, ob = sa["state"]["optimizer"]["state"], sb["state"]["optimizer"]["state"]
+    for k in oa:
+        assert torch.equal(oa[k]["exp_avg"], ob[k]["exp_avg"])
+        assert torch.equal(oa[k]["exp_avg_sq"], ob[k]["exp_avg_sq"])
+
+
+def test_resume_run_reads_the_options_it_was_started_with(sim_small, tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ("--eval-every", "3", "--max-eval-batches", "1", "--lr-decay", "none")
+    assert run(*train_args(sim_small, a, "--max-steps", "7", *common)).exit_code == 0
+    assert run(*train_args(sim_small, b, "--max-steps", "3", *common)).exit_code == 0
+    rec = json.loads((b / "options.json").read_text())
+    assert rec["format"] == "regtracks-train-options/1"
+    opts = rec["options"]
+    assert opts["genome"] == str((sim_small / "genome.fa").resolve())
+    assert opts["max_steps"] == 3 and opts["window_len"] == 2000 and opts["seed"] == 3
+    assert opts["hparam"] == ["f1=8", "f2=8", "f3=8", "d_hidden=8"]
+    assert not {"out", "resume", "overwrite"} & set(opts)
+    monkeypatch.chdir(tmp_path)  # stored paths are absolute: resume from anywhere
+    # an option that would change the steps already taken is refused, in one line
+    before = (b / "last.pt").stat().st_mtime_ns
+    one_line_error(run("train", "--resume", "b", "--lr", "0.1"), "--lr 0.1", "--lr 0.003")
+    one_line_error(run("train", "--resume", "b", "--no-rc"), "--no-rc", "--rc", "--max-steps")
+    one_line_error(run("train", "--resume", "b", "--window-len", "1000"), "--window-len 1000")
+    r = run("train", "--resume", "b", "--out", "a")
+    assert r.exit_code == 2 and "--resume b stands for --out b" in r.stderr
+    assert (b / "last.pt").stat().st_mtime_ns == before
+    # no genome, markers or other options: extended to 7 steps, it ends as the run trained so
+    r = run("train", "--resume", "b", "--max-steps", "7")
+    assert r.exit_code == 0, r.output
+    assert "resuming b with the options it was started with; changed: --max-steps 7" in r.stderr
+    _same_state(a / "last.pt", b / "last.pt")
+    assert json.loads((b / "options.json").read_text())["options"]["max_steps"] == 7
+    steps = [json.loads(x)["step"] for x in (b / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def test_resume_hint_and_runs_without_recorded_options(sim_small, tmp_path, monkeypatch):
+    import regtracks.training.train as training
+    from regtracks.training.train import TrainResult
+
+    out = tmp_path / "run"
+    assert run(*train_args(sim_small, out, "--max-steps", "2", "--lr-decay", "none")).exit_code == 0
+    (out / "options.json").unlink()  # as a run started before runs recorded their options
+    one_line_error(run("train", "--resume", str(out)), "options.json", "-g GENOME -m MARKERS")
+    # the old spelling, every option given again, still resumes, and records them
+    r = run(*train_args(sim_small, out, "--max-steps", "3", "--lr-decay", "none", "--resume"))
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "options.json").read_text())["options"]["max_steps"] == 3
+    # a cosine schedule stretched by a longer run: said
+    other = tmp_path / "cos"
+    assert run(*train_args(sim_small, other, "--max-steps", "2")).exit_code == 0
+    r = run("train", "--resume", str(other), "--max-steps", "3")
+    assert r.exit_code == 0 and "cosine learning-rate schedule stretches" in r.stderr
+    r = run("train", "--out", str(tmp_path / "new"))
+    assert r.exit_code == 2 and "error: missing --genome: needed to start a run" in r.stderr
+    # the hint after Ctrl-C names the run alone
+    stopped = TrainResult(run_dir=out, status="interrupted", step=3, epoch=0, best=None,
+                          best_step=None)  # fmt: skip
+    monkeypatch.setattr(training, "train", lambda *a, **k: stopped)
+    r = run("train", "--resume", str(out), "--max-steps", "9")
+    assert r.exit_code == 130, r.output
+    assert f"resume with: regtracks train --resume {out}" in " ".join(r.stderr.split())

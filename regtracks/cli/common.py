@@ -289,14 +289,50 @@ def rename_args(args: Sequence[str], renamed: dict[str, str]) -> tuple[list[str]
     return out, met
 
 
+def flag_value(args: Sequence[str], flag: str, opts: Sequence[str]) -> list[str]:
+    """``FLAG VALUE`` and ``FLAG=VALUE`` -> ``FLAG OPT VALUE``: a flag followed by a value (an
+    argument that is no option) hands it to the option spelled ``opts`` (``opts[0]`` is
+    written): ``train --resume RUN`` is ``train --resume --out RUN``. A bare flag stays a flag;
+    nothing after ``--`` changes. Exits 2 with one line when the option is given as well."""
+    out: list[str] = []
+    handed = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg.startswith(flag + "="):
+            handed = arg[len(flag) + 1 :]
+            out += [flag, opts[0], handed]
+        elif arg == flag and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            handed = args[i + 1]
+            out += [flag, opts[0], handed]
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
+    if handed is not None:
+        longs = tuple(o + "=" for o in opts if o.startswith("--"))
+        shorts = tuple(o for o in opts if not o.startswith("--"))
+        rest = out[: out.index("--")] if "--" in out else out
+        given = [a for a in rest if a in opts or a.startswith(longs) or a.startswith(shorts)]
+        if len(given) > 1:
+            fail(f"{flag} {handed} stands for {opts[0]} {handed}: give one of them, not both", 2)
+    return out
+
+
 class Command(_Help, TyperCommand):
-    """A command; ``renamed`` maps old spellings of its options to the new ones.
+    """A command; ``renamed`` maps old spellings of its options to the new ones, and
+    ``flag_values`` flags that may take a value to the option that value is for (see
+    :func:`flag_value`).
 
     An old spelling still works for one release: it prints one yellow line
     ``warning: --X is deprecated, use --Y`` on stderr and stands for the new option.
     """
 
     renamed: dict[str, str] = {}
+    flag_values: dict[str, str] = {}
 
     def __init__(self, *args, **kwargs):
         if self.renamed and not kwargs.get("epilog"):
@@ -309,6 +345,9 @@ class Command(_Help, TyperCommand):
         args, met = rename_args(args, self.renamed)
         for old in met:
             warn(f"{old} is deprecated, use {self.renamed[old]}")
+        for flag, target in self.flag_values.items():
+            [opts] = [p.opts for p in self.params if target in p.opts]
+            args = flag_value(args, flag, opts)
         return super().parse_args(ctx, args)
 
 
@@ -358,11 +397,19 @@ def _bundles(fn):
     return wrapper
 
 
-def command(app: typer.Typer, name: str | None = None, *, renamed: dict[str, str] | None = None):
+def command(
+    app: typer.Typer,
+    name: str | None = None,
+    *,
+    renamed: dict[str, str] | None = None,
+    flag_values: dict[str, str] | None = None,
+):
     """Register a command on ``app``, with the one-line error handling and its option bundles
     expanded (see :class:`Bundle`); ``renamed`` maps the old spellings of its options (still
-    accepted, with a warning) to the new ones."""
-    cls = type("Command", (Command,), {"renamed": dict(renamed or {})})
+    accepted, with a warning) to the new ones; ``flag_values`` maps a flag that may take a value
+    to the option the value is for (:func:`flag_value`)."""
+    attrs = {"renamed": dict(renamed or {}), "flag_values": dict(flag_values or {})}
+    cls = type("Command", (Command,), attrs)
 
     def register(fn):
         app.command(name, cls=cls)(handle_errors(_bundles(fn)))

@@ -94,9 +94,16 @@ def genome_option(help: str):
     return typer.Option("--genome", "-g", help=help)
 
 
-def resume_option(help: str):
-    """``--resume`` (a flag): continue an interrupted job; ``help`` says how."""
-    return typer.Option("--resume", help=help)
+def markers_option(help: str):
+    """``-m/--markers`` (a path): the marker manifest TSV; ``help`` says which."""
+    return typer.Option("--markers", "-m", help=help)
+
+
+def resume_option(help: str, metavar: str | None = None):
+    """``--resume`` (a flag): continue an interrupted job; ``help`` says how; ``metavar``: what
+    the help shows it takes (``train --resume RUN``, see ``flag_values`` of
+    :func:`~regtracks.cli.common.command`)."""
+    return typer.Option("--resume", help=help, metavar=metavar)
 
 
 def hparam_option(help: str):
@@ -110,6 +117,7 @@ def batch_size_option(help: str):
 
 
 GenomeOpt = Annotated[Path, genome_option("Genome FASTA (plain or bgzip).")]
+MarkersOpt = Annotated[Path, markers_option("Marker manifest TSV (name, category, path).")]
 RecordedGenomeOpt = Annotated[
     Path, genome_option("Genome FASTA (default: the one recorded in the checkpoint).")
 ]
@@ -118,7 +126,6 @@ RecordedGenomeOpt = Annotated[
 # here), every spelling once
 # fmt: off
 # --- data: the two tasks, built from a genome and a marker manifest -------------------------
-MarkersOpt = option(Path, "--markers", "-m", help="Marker manifest TSV (name, category, path).")
 TaskOpt = option(str, "--task", help="dense (25 kb windows, a label per base) or sequence (1000 bp inputs).")
 WindowLenOpt = option(int, "--window-len", help="Training window of the dense task (bp).")
 MaxNOpt = option(float, "--max-n", help="Drop inputs with more than this fraction of N.")
@@ -218,6 +225,20 @@ class DataOptions(Bundle):
             chroms=names(self.chroms),
             seed=seed,
         )
+
+
+@dataclass(frozen=True)
+class RunDataOptions(DataOptions):
+    """The data options of ``train``: there ``--resume RUN`` reads the genome and markers of
+    the run, so they are needed only to start one."""
+
+    genome: Annotated[
+        Path, genome_option("Genome FASTA (plain or bgzip); needed unless --resume RUN.")
+    ] = None
+    markers: Annotated[
+        Path,
+        markers_option("Marker manifest TSV (name, category, path); needed unless --resume RUN."),
+    ] = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import typer
 
 from regtracks.cli.common import (
     command,
+    fail,
     info,
     plural,
     progress_bar,
@@ -31,6 +32,7 @@ from regtracks.cli.options import (
     PosWeightOpt,
     PrecisionOpt,
     RcOpt,
+    RunDataOptions,
     SeedOpt,
     TensorBoardOpt,
     TrainOptions,
@@ -123,10 +125,145 @@ class BenchmarkView(TrainView):
 
 
 # --- train -------------------------------------------------------------------------------------
-@command(app)
+RUN_OPTIONS = "options.json"
+"""The file of a run folder that records the options the run was started with."""
+RUN_OPTIONS_FORMAT = "regtracks-train-options/1"
+# what --resume RUN lets change: where the run ends, what it runs on and how fast, and where its
+# genome and markers are now (the library checks they are the run's: chromosome sizes, the
+# marker table); --hparam given again is checked against the run's by the library
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "max_steps",
+    "patience",
+    "device",
+    "workers",
+    "threads",
+    "tensorboard",
+    "genome",
+    "markers",
+)
+_NOT_RECORDED = ("out", "resume", "overwrite")  # the run itself, and how this call treats it
+_PATHS = ("genome", "markers", "exclude", "tensorboard")
+_NAME_LISTS = ("valid_chroms", "test_chroms", "chroms")
+
+
+def _recorded(name: str, value):
+    """An option's value as options.json records it: absolute paths, flat name lists."""
+    if value is None:
+        return None
+    if name in _PATHS:
+        return str(Path(value).expanduser().resolve())
+    if name in _NAME_LISTS:
+        return list(names(value) or []) or None
+    if name == "hparam":  # one key=value a key, the last given winning
+        return [f"{k}={v}" for k, v in hparams(value).items()] or None
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    src = ctx.get_parameter_source(name)
+    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _opt(ctx: typer.Context, name: str) -> str:
+    """The option of parameter ``name``, as spelled (``--max-steps``)."""
+    return next(p.opts[0] for p in ctx.command.params if p.name == name)
+
+
+def _spelled(ctx: typer.Context, name: str, value) -> str:
+    """``--lr 0.01``, ``--no-rc``, ``no --exclude``: an option as it would be typed."""
+    [p] = [p for p in ctx.command.params if p.name == name]
+    if p.is_flag:
+        return p.opts[0] if value or not p.secondary_opts else p.secondary_opts[0]
+    if value is None:
+        return f"no {p.opts[0]}"
+    shown = ",".join(map(str, value)) if isinstance(value, list) else value
+    return f"{p.opts[0]} {shown}"
+
+
+def read_run_options(run: Path) -> dict | None:
+    """The options recorded in ``run/options.json`` (None: there is none)."""
+    from regtracks._util import RegtracksError
+
+    path = run / RUN_OPTIONS
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegtracksError(f"{path}: not readable ({exc})") from None
+    if not isinstance(rec, dict) or rec.get("format") != RUN_OPTIONS_FORMAT:
+        raise RegtracksError(f"{path}: not a regtracks options file ({RUN_OPTIONS_FORMAT})")
+    if not isinstance(rec.get("options"), dict):
+        raise RegtracksError(f"{path}: damaged (no 'options')")
+    return rec["options"]
+
+
+def write_run_options(run: Path, values: dict) -> None:
+    """Record the options of a run in ``run/options.json`` (atomically)."""
+    from regtracks import __version__
+    from regtracks._util import write_text_atomic
+
+    options = {k: _recorded(k, v) for k, v in values.items() if k not in _NOT_RECORDED}
+    rec = {"format": RUN_OPTIONS_FORMAT, "regtracks_version": __version__, "options": options}
+    write_text_atomic(run / RUN_OPTIONS, json.dumps(rec, indent=2) + "\n")
+
+
+def resumed_options(ctx: typer.Context, values: dict) -> tuple[dict, dict[str, str]]:
+    """The options of the run in ``values["out"]`` (its options.json), and those of
+    ``values`` given on the command line where they may change (:data:`RESUME_MAY_CHANGE`);
+    returns them and the changes (option name -> as typed). Any other option that differs
+    from the run's is refused with one line naming it. A run without options.json (older
+    regtracks, benchmark) resumes with the options of ``values``, as before, when they name
+    its genome and markers.
+    """
+    from regtracks._util import RegtracksError
+
+    run = values["out"]
+    if run is None:
+        fail("--resume needs the run: --resume RUN", 2)
+    if not (run / "last.pt").is_file():
+        raise RegtracksError(f"{run}: nothing to resume (no last.pt)")
+    stored = read_run_options(run)
+    if stored is None:
+        if values["genome"] is None or values["markers"] is None:
+            raise RegtracksError(
+                f"{run} has no {RUN_OPTIONS} (started before runs recorded their options, or "
+                "by benchmark): resume it with the options it was started with: regtracks "
+                f"train -g GENOME -m MARKERS --out {run} ... --resume"
+            )
+        return values, {}
+    merged, changed = dict(values), {}
+    may = ", ".join(_opt(ctx, k) for k in RESUME_MAY_CHANGE)
+    for name, value in values.items():
+        if name in _NOT_RECORDED:
+            continue
+        was = stored.get(name, _recorded(name, value))  # an option newer than the run: as given
+        if not _given(ctx, name):
+            merged[name] = Path(was) if name in _PATHS and was is not None else was
+        elif name == "hparam":
+            merged[name] = _recorded(name, [*(was or []), *(value or [])])
+        elif _recorded(name, value) != was:
+            if name not in RESUME_MAY_CHANGE:
+                raise RegtracksError(
+                    f"--resume: {_spelled(ctx, name, value)} differs from the run's "
+                    f"{_spelled(ctx, name, was)}; beside --resume RUN only {may} may change"
+                )
+            changed[name] = _spelled(ctx, name, value)
+    return merged, changed
+
+
+@command(app, flag_values={"--resume": "--out"})
 def train(
-    data: DataOptions,
-    out: Annotated[Path, out_option("Run folder (best.pt, last.pt, metrics.jsonl).")],
+    ctx: typer.Context,
+    data: RunDataOptions,
+    out: Annotated[
+        Path,
+        out_option(
+            "Run folder (best.pt, last.pt, metrics.jsonl, options.json); needed unless --resume "
+            "RUN."
+        ),
+    ] = None,
     model: ModelOpt = DEFAULT_TRAIN.model,
     hparam: Annotated[
         list[str], hparam_option("Model hyperparameter key=value (repeatable).")
@@ -135,26 +272,64 @@ def train(
     pos_weight: PosWeightOpt = DEFAULT_TRAIN.pos_weight,
     rc: RcOpt = DEFAULT_TRAIN.rc,
     seed: SeedOpt = DEFAULT_TRAIN.seed,
-    resume: Annotated[bool, resume_option("Continue the run in --out from last.pt.")] = False,
+    resume: Annotated[
+        bool,
+        resume_option(
+            "Continue RUN from its last.pt with the options it was started with "
+            "(RUN/options.json; --out RUN --resume is the same). Beside it --epochs, "
+            "--max-steps, --patience, --device, --workers, --threads and --tensorboard may "
+            "change, --genome/--markers may name moved files; any other option must be the "
+            "run's.",
+            metavar="[RUN]",
+        ),
+    ] = False,
     overwrite: OverwriteOpt = False,
     tensorboard: TensorBoardOpt = None,
 ):
     """Train one model of either task; resumable, on CPU, GPU or many GPUs (torchrun)."""
+    from dataclasses import fields
+
     from regtracks.runtime import DistEnv
     from regtracks.training.train import train as run
 
+    main_rank = DistEnv.from_env().is_main  # with torchrun, rank 0 alone shows and tells
+    values = {p.name: ctx.params[p.name] for p in ctx.command.params if p.name in ctx.params}
+    if resume:
+        values, changed = resumed_options(ctx, values)
+        note = f"; changed: {', '.join(changed.values())}" if changed else ""
+        if main_rank:
+            info(f"resuming {out} with the options it was started with{note}")
+        if main_rank and values["lr_decay"] == "cosine" and {"epochs", "max_steps"} & set(changed):
+            warn(
+                "the cosine learning-rate schedule stretches to the new end: from here on the "
+                "learning rate is not that of a run started with these options (with "
+                "--lr-decay none a run extends exactly)"
+            )
+    else:
+        for name in ("genome", "markers", "out"):
+            if values[name] is None:
+                fail(f"missing {_opt(ctx, name)}: needed to start a run", 2)
+    data = RunDataOptions(**{f.name: values[f.name] for f in fields(RunDataOptions)})
+    training = TrainOptions(**{f.name: values[f.name] for f in fields(TrainOptions)})
+    tensorboard = values["tensorboard"]
     cfg = training.config(
         task=data.task,
-        model=model,
-        hparams=hparams(hparam),
-        pos_weight=pos_weight,
-        rc=rc,
-        seed=seed,
+        model=values["model"],
+        hparams=hparams(values["hparam"]),
+        pos_weight=values["pos_weight"],
+        rc=values["rc"],
+        seed=values["seed"],
         tensorboard=None if tensorboard is None else str(tensorboard),
     )
-    main_rank = DistEnv.from_env().is_main  # with torchrun, rank 0 alone shows and tells
     training.use_threads()
-    td = prepare_task(data, seed, show=main_rank)
+    td = prepare_task(data, values["seed"], show=main_rank)
+
+    def on_event(ev: dict) -> None:
+        if ev["event"] == "start":  # the folder is the run's now: record how it was started
+            write_run_options(out, values)
+        if view is not None:
+            view(ev)
+
     with TrainView() if main_rank else contextlib.nullcontext() as view:
         res = run(
             data.genome,
@@ -166,7 +341,7 @@ def train(
             resume=resume,
             overwrite=overwrite,
             task_data=td,
-            on_event=view,
+            on_event=on_event,
         )
     if not main_rank:
         return
@@ -176,7 +351,7 @@ def train(
         f"at step {res.best_step}; run in {res.run_dir}"
     )
     if res.status == "interrupted":
-        info(f"resume with: regtracks train ... --out {res.run_dir} --resume")
+        info(f"resume with: regtracks train --resume {res.run_dir}")
         raise typer.Exit(130)
 
 

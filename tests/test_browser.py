@@ -127,11 +127,12 @@ def _track_colour_pixels(png: Path, rgb: tuple[int, int, int]) -> int:
     return int((np.abs(img.astype(np.int16) - np.array(rgb)).max(axis=-1) <= 8).sum())
 
 
-def _page_state(url: str, shot: Path) -> dict:
-    """igv_state.cjs's report of the page at ``url``; skips when Chromium cannot run here."""
+def _page_state(url: str, shot: Path, loci: list[str] | None = None) -> dict:
+    """igv_state.cjs's report of the page at ``url`` (and at each of ``loci``); skips when
+    Chromium cannot run here."""
     env = dict(os.environ, CHROMIUM=CHROMIUM)
     proc = subprocess.run(
-        ["node", str(DRIVER), url, str(shot), "20000"],
+        ["node", str(DRIVER), url, str(shot), "20000", ";".join(loci or [])],
         capture_output=True,
         text=True,
         timeout=90,
@@ -267,3 +268,56 @@ def test_page_opened_as_a_file_says_how_to_serve_it(served_hub, tmp_path):
     assert "open the igv.html URL it prints" in message
     assert state["status"] == message and state["statusShown"]
     assert state["blocked"] == []
+
+
+def test_predicted_hub_shows_predictions_and_observed_peaks_at_two_loci(trained_run, tmp_path):
+    """A hub written by ``regtracks predict`` (the demo's path), served, offline: at two loci
+    with peaks, every prediction track and every observed-peak track has data in view."""
+    missing = _requirements()
+    if missing:
+        pytest.skip(missing)
+    import pyBigWig
+    from typer.testing import CliRunner
+
+    from regtracks.checkpoint import load_checkpoint
+    from regtracks.cli import app
+    from regtracks.tracks.serve import make_server
+
+    test_chrom = load_checkpoint(trained_run / "best.pt").split_record["chroms"]["test"][0]
+    hub = tmp_path / "hub"
+    args = ["predict", str(trained_run), "--out", str(hub), "--chrom", test_chrom]
+    r = CliRunner().invoke(app, [*args, "--writers", "0", "--marker", "CTCF,DNase"])
+    assert r.exit_code == 0, r.output
+    assert check_hub(hub).problems == ()
+    with pyBigWig.open(str(hub / "tracks" / "peaks_DNase.bb")) as bb:
+        size = bb.chroms()[test_chrom]
+        starts = [s for s, _, _ in bb.entries(test_chrom, 0, size)]
+    loci = []
+    for s in (starts[len(starts) // 4], starts[3 * len(starts) // 4]):  # two peaks apart
+        a = max(1, s - 2_000)
+        loci.append(f"{test_chrom}:{a}-{a + 5_000}")
+    server = make_server(hub, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        state = _page_state(f"{base}/igv.html", tmp_path / "predicted.png", loci)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert state["errors"] == [] and state["pageErrors"] == [] and state["failedRequests"] == []
+    assert state["blocked"] == []  # nothing asked for the network
+    kinds = {t["file"]: t["kind"] for t in load_manifest(hub)["tracks"]}
+    assert sorted(kinds.values()) == ["peaks", "peaks", "prediction", "prediction"]
+    assert len(state["views"]) == 2
+    for view in state["views"]:
+        by_url = {t["url"]: t for t in view["tracks"]}
+        assert set(by_url) == set(kinds), view["locus"]
+        for url, t in by_url.items():
+            assert t["loaded"] and t["message"] is None, t
+            if kinds[url] == "prediction":
+                assert t["type"] == "wig" and t["nFeatures"] > 0, t
+                assert t["dataRange"] == {"min": 0, "max": 1} and not t["autoscale"], t
+        # the DNase peak the locus was chosen on is drawn
+        peak = by_url["tracks/peaks_DNase.bb"]
+        assert peak["type"] == "annotation" and peak["nFeatures"] > 0, (view["locus"], peak)

@@ -101,7 +101,7 @@ def test_update_manifest_refuses_another_genome(tmp_path):
     "edit, message",
     [
         (lambda m: m.update(format="x"), "format"),
-        (lambda m: m["tracks"][0].update(kind="peaks"), "kind 'peaks'"),
+        (lambda m: m["tracks"][0].update(kind="motifs"), "kind 'motifs'"),
         (lambda m: m["tracks"][0].update(file="/abs/x.bw"), "inside the hub folder"),
         (lambda m: m["tracks"][0].update(file="../x.bw"), "inside the hub folder"),
         (lambda m: m["tracks"][0].pop("marker"), "'marker'"),

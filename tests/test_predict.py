@@ -187,3 +187,77 @@ def test_predict_into_a_hub_of_another_genome_refuses_before_scanning(
     (hub / "manifest.json").write_text(json.dumps(man))
     _error(predict(trained_run, hub, "--chrom", "chr1"), "manifest.json", "'other'")
     assert not (hub / "tracks").exists() or not list((hub / "tracks").iterdir())
+
+
+def _merged_by_hand(path, sizes):
+    """A BED file's intervals, merged (touching ones too) and clipped, chromosome by chromosome."""
+    import gzip
+
+    per = {}
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            c, s, e = line.split("\t")[:3]
+            per.setdefault(c, []).append((int(s), int(e)))
+    out = {}
+    for c, ivs in per.items():
+        merged = []
+        for s, e in sorted(ivs):
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        clipped = [(s, min(e, sizes[c])) for s, e in merged if s < sizes[c]]
+        out[c] = [(s, e) for s, e in clipped if e > s]
+    return out
+
+
+def test_observed_peaks_join_the_hub_as_bigbed_tracks(trained_run, sim_small, tmp_path):
+    g = Genome(sim_small / "genome.fa")
+    hub = tmp_path / "hub"
+    r = predict(trained_run, hub, "--chrom", "chr2", "--marker", "DNase,CTCF")
+    assert r.exit_code == 0, r.output
+    assert "2 observed-peak track(s)" in r.stderr
+    rows = [ln.split("\t") for ln in (sim_small / "markers.tsv").read_text().splitlines()[1:]]
+    path = {row[0]: sim_small / row[2] for row in rows}
+    bb = hub / "tracks" / "peaks_DNase.bb"
+    want = _merged_by_hand(path["DNase"], g.sizes)
+    with pyBigWig.open(str(bb)) as f:
+        assert f.isBigBed()
+        for c in g.chroms:  # every chromosome, not only the one predicted: the labels
+            got = (
+                [(s, e) for s, e, _ in f.entries(c, 0, g.sizes[c]) or []] if c in f.chroms() else []
+            )
+            assert got == want.get(c, []), c
+        assert {x[2] for x in f.entries("chr1", 0, g.sizes["chr1"])} == {"DNase"}
+    tracks = {t["name"]: t for t in json.loads((hub / "manifest.json").read_text())["tracks"]}
+    assert tracks["peaks_DNase"]["kind"] == "peaks"
+    assert tracks["peaks_DNase"]["n_intervals"] == sum(map(len, want.values()))
+    trackdb = (hub / "genome" / "trackDb.txt").read_text()
+    assert "shortLabel Peaks" in trackdb and "bigDataUrl ../tracks/peaks_DNase.bb" in trackdb
+    assert "type bigBed 4" in trackdb
+    assert 'type="bigbed"' in (hub / "igv_session.xml").read_text()
+    page = (hub / "igv.html").read_text()
+    assert '"format": "bigbed"' in page and "tracks/peaks_CTCF.bb" in page
+    assert runner.invoke(app, ["hub", "check", str(hub)]).exit_code == 0
+    # unchanged peak files: the tracks are kept as they are
+    before = bb.stat().st_mtime_ns
+    assert predict(trained_run, hub, "--chrom", "chr3", "--marker", "DNase").exit_code == 0
+    assert bb.stat().st_mtime_ns == before
+    # hub build --no-peaks hides them (and remembers), --peaks shows them again
+    r = runner.invoke(app, ["hub", "build", str(hub), "--no-peaks"])
+    assert r.exit_code == 0, r.output
+    assert "peaks_DNase" not in (hub / "genome" / "trackDb.txt").read_text()
+    assert runner.invoke(app, ["hub", "build", str(hub)]).exit_code == 0
+    assert "peaks_DNase" not in (hub / "igv.html").read_text()
+    assert runner.invoke(app, ["hub", "build", str(hub), "--peaks"]).exit_code == 0
+    assert "peaks_DNase" in (hub / "igv.html").read_text()
+    assert runner.invoke(app, ["hub", "check", str(hub)]).exit_code == 0
+    # predict --no-peaks writes none
+    hub2 = tmp_path / "hub2"
+    r = predict(trained_run, hub2, "--chrom", "chr2", "--marker", "DNase", "--no-peaks")
+    assert r.exit_code == 0, r.output
+    assert not list((hub2 / "tracks").glob("*.bb"))
+    kinds = {t["kind"] for t in json.loads((hub2 / "manifest.json").read_text())["tracks"]}
+    assert kinds == {"prediction"}

@@ -15,6 +15,7 @@ from regtracks.cli.options import (
     ModelOptions,
     NoHubOpt,
     OneFileOpt,
+    PeaksOpt,
     PrecisionOpt,
     RadiusOpt,
     RcAverageOpt,
@@ -55,11 +56,17 @@ def predict(
     genome_name: GenomeNameOpt = None,
     one_file: OneFileOpt = None,
     no_hub: NoHubOpt = False,
+    peaks: PeaksOpt = True,
 ):
-    """Scan whole chromosomes into one bigWig per marker, plus a UCSC / IGV hub."""
+    """Scan whole chromosomes into one bigWig per marker, plus a UCSC / IGV hub.
+
+    Each marker's observed peaks (the intervals its labels are made of) join the hub as bigBed
+    tracks in an "Observed peaks" composite, so predictions and data share one view
+    (--no-peaks: neither written nor shown).
+    """
     from regtracks.inference.predict import predict as run_predict
 
-    hub_options = {"genome_name": genome_name, "one_file": one_file}
+    hub_options = {"genome_name": genome_name, "one_file": one_file, "peaks": peaks}
     plan = model.use_threads(writers=writers)
     with progress_bar("predicting") as update:
         res = run_predict(
@@ -73,6 +80,7 @@ def predict(
             resume=resume,
             n_procs=plan.writers,
             build=not no_hub,
+            peaks=peaks,
             hub_options={k: v for k, v in hub_options.items() if v is not None},
             progress=in_kbp(update),
         )
@@ -98,6 +106,10 @@ def predict(
             + (f" (a test chromosome here: {', '.join(test)})" if test else "")
             + "; the track descriptions say which chromosomes are which"
         )
+    if res.peak_tracks:
+        info(f"{len(res.peak_tracks)} observed-peak track(s) beside them (--no-peaks: none)")
+    if res.peaks_note:
+        warn(res.peaks_note)
     tracks_notes(res, out, "windows")
 
 

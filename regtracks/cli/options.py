@@ -183,6 +183,7 @@ RadiusOpt = option(int, "--radius", help="Bases scored on each side of a variant
 
 # --- hubs --------------------------------------------------------------------------------------
 NoHubOpt = option(bool, "--no-hub", help="Write tracks and manifest.json only.")
+PeaksOpt = option(bool | None, "--peaks/--no-peaks", help="Show each marker's observed peaks (the labels, bigBed) beside the predictions (hub build: default as last built, else yes).")
 GenomeNameOpt = option(str, "--genome-name", help="A UCSC-hosted assembly (hg19, hg38, mm10, ...): plain hub, no 2bit, instead of an assembly hub.")
 OneFileOpt = option(bool, "--one-file/--multi-file", help="One hub.txt with 'useOneFile on', or hub.txt + genomes.txt + trackDb.txt (default: as last built, else multi-file).")
 IgvJsOpt = option(Path, "--igv-js", help="Local igv.min.js (igv.js 3.x) to embed for offline use.")

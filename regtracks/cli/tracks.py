@@ -15,6 +15,7 @@ from regtracks.cli.options import (
     HubArg,
     IgvJsOpt,
     OneFileOpt,
+    PeaksOpt,
     PortOpt,
     VerboseOpt,
     genome_option,
@@ -71,6 +72,7 @@ def hub_build(
     genome_name: GenomeNameOpt = None,
     genome: Annotated[Path, genome_option("Genome FASTA for the assembly hub's 2bit.")] = None,
     email: EmailOpt = None,
+    peaks: PeaksOpt = None,
 ):
     """Write hub.txt, genomes.txt, trackDb.txt, igv_session.xml and igv.html from manifest.json.
 
@@ -82,7 +84,13 @@ def hub_build(
     from regtracks.tracks.igv import IGV_JS_NAME
 
     res = build_hub(
-        hub, one_file=one_file, igv_js=igv_js, genome=genome, genome_name=genome_name, email=email
+        hub,
+        one_file=one_file,
+        igv_js=igv_js,
+        genome=genome,
+        genome_name=genome_name,
+        email=email,
+        peaks=peaks,
     )
     comps = ", ".join(f"{c} {n}" for c, n in res.composites.items())
     what = "assembly hub" if res.kind == "assembly" else f"track hub on UCSC's {res.genome}"

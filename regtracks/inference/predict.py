@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from regtracks._util import RegtracksError
-from regtracks.config import DEFAULT_RUNTIME, DEFAULT_SCAN, ScanDefaults
+from regtracks.config import CATEGORY_COLORS, DEFAULT_RUNTIME, DEFAULT_SCAN, ScanDefaults
 from regtracks.inference.session import (
     check_writable,
     open_session,
@@ -46,7 +46,9 @@ __all__ = ["predict", "PredictResult", "track_name", "test_pr_auc"]
 class PredictResult:
     """What :func:`predict` wrote; ``splits`` maps each chromosome predicted to its training
     split (``train``, ``valid``, ``test``, ``unused`` or ``random``); ``kept`` lists the
-    chromosomes an earlier call had predicted into these tracks, copied into them."""
+    chromosomes an earlier call had predicted into these tracks, copied into them;
+    ``peak_tracks`` the observed-peak tracks in the hub, ``peaks_note`` why there are none or
+    what was clipped."""
 
     hub_dir: Path
     tracks: list[Path] = field(default_factory=list)
@@ -58,6 +60,8 @@ class PredictResult:
     exact: bool = True
     splits: dict = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
+    peak_tracks: list[str] = field(default_factory=list)
+    peaks_note: str | None = None
     plan: object = None
     hub: object = None
 
@@ -65,6 +69,79 @@ class PredictResult:
     def bp_per_s(self) -> float:
         """Bases predicted per second of the whole call."""
         return self.bases / max(self.total_seconds, 1e-9)
+
+
+def _peak_tracks(sess, hub: Path, chrom_sizes) -> tuple[list[dict], str | None]:
+    """Observed-peak bigBed tracks of the selected markers (``HUB/tracks/peaks_<marker>.bb``):
+    their manifest records and a note (None, or why there are none / what was clipped).
+
+    The intervals are the merged peaks the labels are made of (``MarkerSet.read``: chromosome
+    names reconciled with the genome), clipped to the chromosome ends. A track whose peak file
+    is unchanged since it was written (path, size, mtime recorded) is kept as it is.
+    """
+    from regtracks.data.markers import MarkerSet
+    from regtracks.tracks.bigbed import write_peaks_bigbed
+    from regtracks.tracks.manifest import load_manifest
+
+    chosen = [sess.markers[i] for i in sess.marker_idx]
+    sub = MarkerSet(chosen)
+    missing = [m.name for m in chosen if not sub.peak_path(m).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        return [], (
+            f"no observed-peak tracks: the peak files of {shown} recorded in the checkpoint are "
+            "not there (moved?)"
+        )
+    old = {}
+    if (hub / "manifest.json").is_file():
+        old = {t["name"]: t for t in load_manifest(hub)["tracks"] if t["kind"] == "peaks"}
+
+    def source(m) -> dict:
+        st = sub.peak_path(m).stat()
+        return {"source": str(sub.peak_path(m)), "source_size": st.st_size,
+                "source_mtime_ns": st.st_mtime_ns}  # fmt: skip
+
+    todo = []
+    records, clipped = [], 0
+    for m in chosen:
+        name = track_name("peaks", m.name)
+        rec = old.get(name)
+        prov = (rec or {}).get("provenance") or {}
+        if (
+            rec
+            and (hub / rec["file"]).is_file()
+            and all(prov.get(k) == v for k, v in source(m).items())
+        ):
+            records.append(rec)
+        else:
+            todo.append(m)
+    if todo:
+        intervals = MarkerSet(todo).read(sess.genome)
+        for k, m in enumerate(todo):
+            name = track_name("peaks", m.name)
+            file = hub / "tracks" / f"{name}.bb"
+            n, cut = write_peaks_bigbed(file, chrom_sizes, intervals.per_marker[k], name=m.name)
+            clipped += cut
+            if n == 0:
+                continue
+            records.append(
+                {
+                    "name": name,
+                    "file": str(file.relative_to(hub)),
+                    "kind": "peaks",
+                    "marker": m.name,
+                    "category": m.category,
+                    "cell_type": m.cell_type,
+                    "color": m.color or CATEGORY_COLORS[m.category],
+                    "n_intervals": n,
+                    "description": m.description,
+                    "provenance": {**source(m), "clipped": cut},
+                }
+            )
+    note = None
+    if clipped:
+        note = f"observed peaks: {clipped:,} interval(s) cut at, or past, a chromosome end"
+    return records, note
 
 
 def _copy_chrom(writer, chrom, size, todo, paths, carry, bin_size, cfg) -> None:
@@ -104,6 +181,7 @@ def predict(
     which: str = DEFAULT_RUNTIME.checkpoint,
     n_procs: int | None = None,
     build: bool = True,
+    peaks: bool = True,
     hub_options: dict | None = None,
     cfg: ScanDefaults = DEFAULT_SCAN,
     progress=None,
@@ -144,6 +222,9 @@ def predict(
         bigWig writer processes (default ``DEFAULT_BIGWIG.n_procs``; 0 = in this process).
     build : bool
         Write the UCSC hub and IGV files after the tracks.
+    peaks : bool
+        Add each selected marker's observed peaks (the intervals of its labels) as a bigBed
+        track, ``HUB/tracks/peaks_<marker>.bb``, shown in the composite "Observed peaks".
     hub_options : dict, optional
         Keyword arguments of :func:`regtracks.tracks.hub.build_hub` (``one_file``, ``genome_name``,
         ...).
@@ -299,6 +380,11 @@ def predict(
                 )
             )
         update_manifest(hub, sess.genome_record(), tracks)
+    if peaks:
+        records, result.peaks_note = _peak_tracks(sess, hub, chrom_sizes)
+        if records:
+            update_manifest(hub, sess.genome_record(), records)
+        result.peak_tracks = [r["name"] for r in records]
     if build:
         result.hub = build_hub(hub, **(hub_options or {}))
     result.total_seconds = time.perf_counter() - t_start

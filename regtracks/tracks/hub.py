@@ -200,6 +200,7 @@ def build_hub(
     genome: str | os.PathLike | None = None,
     genome_name: str | None = None,
     email: str | None = None,
+    peaks: bool | None = None,
     write_2bit: Callable[[Path, Path], None] | None = None,
     cfg: HubDefaults = DEFAULT_HUB,
 ) -> HubBuild:
@@ -224,6 +225,9 @@ def build_hub(
         instead of an assembly hub (recorded in the manifest).
     email : str, optional
         Contact e-mail of ``hub.txt`` (recorded in the manifest).
+    peaks : bool, optional
+        Show the observed-peak tracks (kind ``peaks``) of the manifest. ``None``: as last
+        recorded in the manifest (default: yes).
     write_2bit : callable, optional
         ``write_2bit(fasta_path, out_path)``; default :func:`regtracks.tracks.twobit.write_2bit`.
         The result is read back and compared with the manifest's chromosome sizes.
@@ -257,7 +261,7 @@ def build_hub(
             raise RegtracksError(f"--genome-name {genome_name!r} is not a UCSC assembly name")
         manifest["genome"]["ucsc"] = genome_name
         changed = True
-    for key, val in (("one_file", one_file), ("email", email)):
+    for key, val in (("one_file", one_file), ("email", email), ("peaks", peaks)):
         if val is not None and opts.get(key) != val:
             opts[key] = val
             changed = True
@@ -273,6 +277,8 @@ def build_hub(
     g = manifest["genome"]
     kind = "ucsc" if g["ucsc"] else "assembly"
     gname = g["ucsc"] if kind == "ucsc" else symbol(g["name"])
+    if opts.get("peaks") is False:
+        manifest = {**manifest, "tracks": [t for t in manifest["tracks"] if t["kind"] != "peaks"]}
     plan, flat = plan_tracks(manifest, hub, cfg)
     chrom, start, end = _default_pos(flat, hub, g["chrom_sizes"], cfg)
     default_pos = f"{chrom}:{start + 1}-{end}"

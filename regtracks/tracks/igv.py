@@ -162,10 +162,19 @@ def session_xml(
     for t in flat:
         path = Path(t.rec["file"]).as_posix()
         desc = t.long_label
+        peaks = t.rec["kind"] == "peaks"
         res.append(
             f"        <Resource name={quoteattr(t.display)} path={quoteattr(path)}"
-            f' type="bigwig" description={quoteattr(desc)}/>'
+            f' type="{"bigbed" if peaks else "bigwig"}" description={quoteattr(desc)}/>'
         )
+        if peaks:  # observed peaks: a feature track, one row
+            trk.append(
+                f"        <Track attributeKey={quoteattr(Path(path).name)}"
+                ' clazz="org.broad.igv.track.FeatureTrack"'
+                f' color="{t.color}" displayMode="COLLAPSED" fontSize="10" height="25"'
+                f' id={quoteattr(path)} name={quoteattr(t.display)} visible="true"/>'
+            )
+            continue
         if t.view_limits is None:  # a prediction: probabilities on a fixed 0-1 scale
             lo, hi = 0.0, 1.0
             scale = 'autoScale="false"'
@@ -223,6 +232,21 @@ def igv_html(
     options["showSampleNames"] = False
     tracks = []
     for i, t in enumerate(flat, start=1):
+        if t.rec["kind"] == "peaks":
+            tracks.append(
+                {
+                    "name": t.display,
+                    "type": "annotation",
+                    "format": "bigbed",
+                    "url": Path(t.rec["file"]).as_posix(),
+                    "color": _igv_color(t.color),
+                    "displayMode": "COLLAPSED",
+                    "height": 25,
+                    "order": i,
+                    "description": t.long_label,
+                }
+            )
+            continue
         cfg: dict = {
             "name": t.display,
             "type": "wig",

@@ -21,6 +21,7 @@ from regtracks.config import CATEGORIES, CATEGORY_COLORS, HubDefaults
 
 __all__ = [
     "SALIENCY_COMPOSITE",
+    "PEAKS_COMPOSITE",
     "Track",
     "plan_tracks",
     "symbol",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 SALIENCY_COMPOSITE = "Saliency"
+PEAKS_COMPOSITE = "Observed peaks"
 
 
 @dataclass
@@ -166,6 +168,9 @@ def plan_tracks(
     for cat in cats:
         members = [t for t in tracks if t["kind"] == "prediction" and t["category"] == cat]
         groups.append((_group_name(cat, taken), cat, members))
+    peaks = [t for t in tracks if t["kind"] == "peaks"]
+    if peaks:  # beside the predictions: what the model was trained and tested on
+        groups.append((_group_name(PEAKS_COMPOSITE, taken), PEAKS_COMPOSITE, peaks))
     sal = [t for t in tracks if t["kind"] == "saliency"]
     if sal:
         groups.append((_group_name(SALIENCY_COMPOSITE, taken), SALIENCY_COMPOSITE, sal))
@@ -195,6 +200,15 @@ def plan_tracks(
                 short = f"{marker} sal {cell}".strip()
                 long = f"{marker} saliency" + (f", {cell}" if cell else "")
                 view = _signal_range(hub / t["file"])
+            elif t["kind"] == "peaks":
+                color = t.get("color") or CATEGORY_COLORS.get(t["category"], cfg.other_color)
+                display = f"{marker} peaks" + (f" {cell}" if cell else "")
+                short = f"{marker} pk {cell}".strip()
+                long = f"{marker} observed peaks" + (f", {cell}" if cell else "")
+                n = t.get("n_intervals")
+                long += f" ({n:,}, the labels)" if isinstance(n, int) else " (the labels)"
+                model = ""
+                view = None
             else:
                 color = t.get("color") or CATEGORY_COLORS.get(t["category"], cfg.other_color)
                 display = short = f"{marker} {cell}".strip()

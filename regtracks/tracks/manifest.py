@@ -31,7 +31,7 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "regtracks-manifest/1"
-KINDS = ("prediction", "saliency")
+KINDS = ("prediction", "peaks", "saliency")
 _COLOR = re.compile(r"^\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*$")
 
 

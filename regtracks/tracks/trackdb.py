@@ -34,6 +34,7 @@ from urllib.parse import quote
 from regtracks._util import RegtracksError, natural_key
 from regtracks.config import HubDefaults
 from regtracks.tracks.layout import (
+    PEAKS_COMPOSITE,
     SALIENCY_COMPOSITE,
     Track,
     count,
@@ -123,11 +124,22 @@ def trackdb_text(
     parts, metadata = [], {}
     for comp, label, tracks in plan:
         saliency = label == SALIENCY_COMPOSITE
+        peaks = label == PEAKS_COMPOSITE
         faceted = len(tracks) > cfg.facet_threshold
         n = len(tracks)
         models = sorted({(t.rec.get("provenance") or {}).get("model") or "" for t in tracks} - {""})
         by = f" by {', '.join(models)}" if models else ""
-        if saliency:
+        if peaks:
+            long = f"Observed peaks (the training and test labels), {count(n, 'track')}"
+            head = [
+                ("track", comp),
+                ("compositeTrack", "faceted" if faceted else "on"),
+                ("shortLabel", fit("Peaks", cfg.short_label_max, ellipsis=False)),
+                ("longLabel", fit(long, cfg.long_label_max)),
+                ("type", "bigBed 4"),
+                ("visibility", "dense"),
+            ]
+        elif saliency:
             long = f"Saliency (input x gradient) of regtracks models, {count(n, 'track')}"
             head = [
                 ("track", comp),
@@ -150,11 +162,12 @@ def trackdb_text(
                 ("viewLimits", "0:1"),
                 ("autoScale", "off"),
             ]
-        head += [
-            ("maxHeightPixels", cfg.max_height_pixels),
-            ("windowingFunction", "mean"),
-            ("color", tracks[0].color),
-        ]
+        if not peaks:
+            head += [
+                ("maxHeightPixels", cfg.max_height_pixels),
+                ("windowingFunction", "mean"),
+            ]
+        head.append(("color", tracks[0].color))
         if faceted:
             meta_name = f"{comp}.metadata.tsv"
             head += [("metaDataUrl", meta_prefix + meta_name), ("primaryKey", "name")]
@@ -188,7 +201,9 @@ def trackdb_text(
             ]
         parts.append(_stanza(head))
         for t in tracks:
-            if saliency:
+            if peaks:
+                ttype, extra = "bigBed 4", []
+            elif saliency:
                 lo, hi = t.view_limits
                 ttype = f"bigWig {_fmt_num(lo)} {_fmt_num(hi)}"
                 extra = [("viewLimits", f"{_fmt_num(lo)}:{_fmt_num(hi)}"), ("autoScale", "on")]
@@ -237,7 +252,12 @@ def track_html(t: Track) -> str:
         for k, v in rows
         if v is not None and v != ""
     )
-    if rec["kind"] == "saliency":
+    if rec["kind"] == "peaks":
+        note = (
+            "the marker's peaks from its peak file, merged and clipped to the chromosomes: the "
+            "intervals the model's labels are made of (training and test chromosomes alike)."
+        )
+    elif rec["kind"] == "saliency":
         note = "input-times-gradient saliency of the model's output for this marker."
     else:
         note = "the model's probability (0-1) that the marker is present, averaged per bin."

@@ -79,17 +79,19 @@ def plan_threads(
 ) -> ThreadPlan:
     """Share ``threads`` cores between torch's threads, loader workers and bigWig writers.
 
-    The one place that decides. torch's default (one intra-op thread per core of the machine,
-    beside loader workers and writer processes) oversubscribes small machines: on 2 shared
-    cores 30 training steps of the demo took 61-78 s with it and 15 s with one thread
-    (``benchmarks/bench_threads.py``; BENCHMARKS.md, "Threads"). So:
+    The one place that decides. torch's default (one intra-op thread per core, spinning while it
+    waits) oversubscribes small shared machines: with one other busy process on 2 cores, demo
+    training ran at 4.9 s a step with it against 1.4 s with one thread
+    (``benchmarks/bench_threads.py``; BENCHMARKS.md, "Threads"). The command line therefore sets
+    ``OMP_WAIT_POLICY=PASSIVE`` before torch is imported (unless it is set), which makes
+    waiting threads sleep: then 2 threads cost nothing under load (0.64 against 0.60 s a step)
+    and gain 37 % on an idle machine (0.46 against 0.64 s). So:
 
-    * loader workers are taken as given (``--workers``), as are writers when given;
-    * writers default to ``cpus - 1`` on CUDA (the model does not need the cores) and to half
-      the cores on CPU (the model does), at least 1, at most 16;
-    * torch gets the cores left but one, for the system and whatever else runs there:
-      ``max(1, cpus - workers - writers - 1)`` intra-op threads. On 2 cores that is one thread:
-      the second bought 25 % on an idle machine and cost 2-3x on a busy one (BENCHMARKS.md).
+    * loader workers are taken as given (``--workers``); they mostly wait on a full prefetch
+      queue, so they do not take a core from torch;
+    * writers, when not given, are ``cpus - 1`` on CUDA (the model does not need the cores) and
+      half the cores on CPU (the model does), at least 1, at most 16;
+    * torch gets the cores the writers leave: ``max(1, cpus - writers)`` intra-op threads.
 
     Under torchrun each of the ``LOCAL_WORLD_SIZE`` processes of a machine plans for its share
     of the cores (unless ``threads`` is given, which is per process).
@@ -121,7 +123,7 @@ def plan_threads(
     if writers is None:
         writers = cpus - 1 if device_type == "cuda" else cpus // 2
         writers = max(1, min(16, writers))
-    intra = max(1, cpus - n_workers - int(writers) - 1)
+    intra = max(1, cpus - int(writers))
     return ThreadPlan(cpus=cpus, intra_op=intra, workers=n_workers, writers=int(writers))
 
 

@@ -24,13 +24,13 @@ def cores(monkeypatch):
     return set_cores
 
 
-def test_torch_gets_the_cores_left_by_workers_and_writers_but_one(cores):
+def test_torch_gets_the_cores_the_writers_leave(cores):
     cores(2)
-    assert plan_threads(workers=1, writers=0) == ThreadPlan(2, 1, 1, 0)
-    assert plan_threads(workers=0, writers=0) == ThreadPlan(2, 1, 0, 0)
-    assert plan_threads(workers=4, writers=0).intra_op == 1  # never below one
+    assert plan_threads(workers=1, writers=0) == ThreadPlan(2, 2, 1, 0)  # workers mostly wait
+    assert plan_threads(workers=0, writers=0) == ThreadPlan(2, 2, 0, 0)
+    assert plan_threads(workers=0, writers=4).intra_op == 1  # never below one
     cores(16)
-    assert plan_threads(workers=4, writers=0) == ThreadPlan(16, 11, 4, 0)
+    assert plan_threads(workers=4, writers=0) == ThreadPlan(16, 16, 4, 0)
 
 
 def test_writers_default_to_half_the_cores_on_cpu_and_all_but_one_on_cuda(cores):
@@ -38,7 +38,7 @@ def test_writers_default_to_half_the_cores_on_cpu_and_all_but_one_on_cuda(cores)
     assert plan_threads() == ThreadPlan(2, 1, 0, 1)
     assert plan_threads(device_type="cuda") == ThreadPlan(2, 1, 0, 1)
     cores(16)
-    assert plan_threads() == ThreadPlan(16, 7, 0, 8)
+    assert plan_threads() == ThreadPlan(16, 8, 0, 8)
     assert plan_threads(device_type="cuda") == ThreadPlan(16, 1, 0, 15)
     cores(64)
     assert plan_threads(device_type="cuda").writers == 16  # at most 16
@@ -59,7 +59,7 @@ def test_threads_option_beats_omp_num_threads_which_beats_the_cores(cores, monke
 def test_torchrun_processes_of_one_machine_share_its_cores(cores, monkeypatch):
     cores(16)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert plan_threads(workers=2, writers=0) == ThreadPlan(4, 1, 2, 0)
+    assert plan_threads(workers=2, writers=0) == ThreadPlan(4, 4, 2, 0)
     assert plan_threads(6, workers=2, writers=0).cpus == 6  # --threads is per process
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
     assert plan_threads(writers=0).cpus == 1
@@ -126,3 +126,15 @@ def test_cli_threads_option_sets_torch_threads_and_refuses_negatives(trained_run
         assert "Traceback" not in r.output
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_console_script_makes_openmp_threads_sleep_while_they_wait(monkeypatch):
+    import regtracks.cli as cli
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(cli, "app", lambda: None)
+    cli.main()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
+    cli.main()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

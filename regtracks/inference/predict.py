@@ -71,17 +71,17 @@ class PredictResult:
         return self.bases / max(self.total_seconds, 1e-9)
 
 
-def _peak_tracks(sess, hub: Path, chrom_sizes) -> tuple[list[dict], str | None]:
+def _peak_tracks(sess, hub: Path, chrom_sizes, old: dict) -> tuple[list[dict], str | None]:
     """Observed-peak bigBed tracks of the selected markers (``HUB/tracks/peaks_<marker>.bb``):
     their manifest records and a note (None, or why there are none / what was clipped).
 
     The intervals are the merged peaks the labels are made of (``MarkerSet.read``: chromosome
     names reconciled with the genome), clipped to the chromosome ends. A track whose peak file
-    is unchanged since it was written (path, size, mtime recorded) is kept as it is.
+    is unchanged since it was written (path, size, mtime recorded) is kept as it is; ``old``
+    holds the hub's records by name, as read before this call.
     """
     from regtracks.data.markers import MarkerSet
     from regtracks.tracks.bigbed import write_peaks_bigbed
-    from regtracks.tracks.manifest import load_manifest
 
     chosen = [sess.markers[i] for i in sess.marker_idx]
     sub = MarkerSet(chosen)
@@ -92,25 +92,22 @@ def _peak_tracks(sess, hub: Path, chrom_sizes) -> tuple[list[dict], str | None]:
             f"no observed-peak tracks: the peak files of {shown} recorded in the checkpoint are "
             "not there (moved?)"
         )
-    old = {}
-    if (hub / "manifest.json").is_file():
-        old = {t["name"]: t for t in load_manifest(hub)["tracks"] if t["kind"] == "peaks"}
-
-    def source(m) -> dict:
-        st = sub.peak_path(m).stat()
-        return {"source": str(sub.peak_path(m)), "source_size": st.st_size,
-                "source_mtime_ns": st.st_mtime_ns}  # fmt: skip
-
+    source = {}
+    for m in chosen:
+        path = sub.peak_path(m)
+        st = path.stat()
+        source[m.name] = {"source": str(path), "source_size": st.st_size,
+                          "source_mtime_ns": st.st_mtime_ns}  # fmt: skip
     todo = []
     records, clipped = [], 0
     for m in chosen:
-        name = track_name("peaks", m.name)
-        rec = old.get(name)
+        rec = old.get(track_name("peaks", m.name))
         prov = (rec or {}).get("provenance") or {}
         if (
             rec
+            and rec["kind"] == "peaks"
             and (hub / rec["file"]).is_file()
-            and all(prov.get(k) == v for k, v in source(m).items())
+            and all(prov.get(k) == v for k, v in source[m.name].items())
         ):
             records.append(rec)
         else:
@@ -135,7 +132,7 @@ def _peak_tracks(sess, hub: Path, chrom_sizes) -> tuple[list[dict], str | None]:
                     "color": m.color or CATEGORY_COLORS[m.category],
                     "n_intervals": n,
                     "description": m.description,
-                    "provenance": {**source(m), "clipped": cut},
+                    "provenance": {**source[m.name], "clipped": cut},
                 }
             )
     note = None
@@ -275,7 +272,6 @@ def predict(
                 f"{g.name!r} with other chromosomes or sizes; use another --out"
             )
         existing = {t["name"]: t for t in manifest["tracks"]}
-    order_of = {c: i for i, c in enumerate(g.chroms)}
     todo, skipped, carry = [], [], {}
     for i in sess.marker_idx:
         m = ms[i]
@@ -283,7 +279,7 @@ def predict(
         file = hub / "tracks" / f"{name}.bw"
         old = existing.get(name)
         old_prov = (old or {}).get("provenance") or {}
-        old_chroms = [c for c in (old or {}).get("chroms") or [] if c in order_of]
+        old_chroms = [c for c in (old or {}).get("chroms") or [] if c in order]
         compatible = (
             old is not None
             and old.get("kind") == "prediction"
@@ -311,7 +307,7 @@ def predict(
                 if bool(old_prov.get("rc_average")) != bool(rc_average)
                 else "a file that is not complete"
             )
-            every = sorted(set(old_chroms) | set(wanted), key=order_of.__getitem__)
+            every = sorted(set(old_chroms) | set(wanted), key=order.__getitem__)
             raise RegtracksError(
                 f"{file} holds {', '.join(keep)} from {why}; predicting {', '.join(wanted)} "
                 f"would drop it: predict them all with this run and options "
@@ -332,7 +328,7 @@ def predict(
         done = 0
         t_scan = 0.0
         kept_chroms = {c for cs in carry.values() for c in cs}
-        every = sorted(set(wanted) | kept_chroms, key=order_of.__getitem__)
+        every = sorted(set(wanted) | kept_chroms, key=order.__getitem__)
         with BigWigWriter(paths, chrom_sizes, bin_size=bin_size, n_procs=n_procs) as writer:
             for c in every:
                 if c not in wanted:
@@ -364,10 +360,10 @@ def predict(
         result.tracks = paths
         result.bases = total
         result.scan_seconds = t_scan
-        result.kept = sorted(kept_chroms, key=order_of.__getitem__)
+        result.kept = sorted(kept_chroms, key=order.__getitem__)
         tracks = []
         for i, p in zip(todo, paths, strict=True):
-            chroms_i = sorted(set(wanted) | set(carry.get(i, [])), key=order_of.__getitem__)
+            chroms_i = sorted(set(wanted) | set(carry.get(i, [])), key=order.__getitem__)
             tracks.append(
                 sess.track_record(
                     i,
@@ -381,7 +377,7 @@ def predict(
             )
         update_manifest(hub, sess.genome_record(), tracks)
     if peaks:
-        records, result.peaks_note = _peak_tracks(sess, hub, chrom_sizes)
+        records, result.peaks_note = _peak_tracks(sess, hub, chrom_sizes, existing)
         if records:
             update_manifest(hub, sess.genome_record(), records)
         result.peak_tracks = [r["name"] for r in records]

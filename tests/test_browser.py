@@ -13,6 +13,7 @@ The screenshot is written under the test's tmp folder and its path printed; with
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -102,6 +103,13 @@ def served_hub(tmp_path):
     hub = make_hub(tmp_path)
     build_hub(hub, write_2bit=writer_2bit())  # copies the bundled igv.js into the hub
     assert (hub / "igv.min.js").is_file()
+    with _serve(hub) as base:
+        yield hub, base
+
+
+@contextlib.contextmanager
+def _serve(hub: Path):
+    """The hub served on a free local port (``regtracks serve``'s server); yields its URL."""
     try:  # the project's server (`regtracks serve`)
         from regtracks.tracks.serve import make_server
 
@@ -112,7 +120,7 @@ def served_hub(tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield hub, f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -281,7 +289,6 @@ def test_predicted_hub_shows_predictions_and_observed_peaks_at_two_loci(trained_
 
     from regtracks.checkpoint import load_checkpoint
     from regtracks.cli import app
-    from regtracks.tracks.serve import make_server
 
     test_chrom = load_checkpoint(trained_run / "best.pt").split_record["chroms"]["test"][0]
     hub = tmp_path / "hub"
@@ -296,15 +303,8 @@ def test_predicted_hub_shows_predictions_and_observed_peaks_at_two_loci(trained_
     for s in (starts[len(starts) // 4], starts[3 * len(starts) // 4]):  # two peaks apart
         a = max(1, s - 2_000)
         loci.append(f"{test_chrom}:{a}-{a + 5_000}")
-    server = make_server(hub, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    with _serve(hub) as base:
         state = _page_state(f"{base}/igv.html", tmp_path / "predicted.png", loci)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert state["errors"] == [] and state["pageErrors"] == [] and state["failedRequests"] == []
     assert state["blocked"] == []  # nothing asked for the network
     kinds = {t["file"]: t["kind"] for t in load_manifest(hub)["tracks"]}

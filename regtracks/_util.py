@@ -6,13 +6,15 @@ Coordinates are 0-based, half-open ``[start, end)`` everywhere.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +28,124 @@ class RegtracksError(ValueError):
     """
 
 
+# errors of writing that are the output's (disk, folder, permissions), not the input's
+_WRITE_ERRNOS = frozenset(
+    getattr(errno, n)
+    for n in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EIO", "ENOTDIR",
+              "EISDIR", "EEXIST", "ENAMETOOLONG")
+    if hasattr(errno, n)
+)  # fmt: skip
+LOW_SPACE_BYTES = 1 << 20
+"""Below this many free bytes a failed write is put down to a full disk."""
+
+
+def write_cause(path: str | os.PathLike, exc: BaseException | None = None) -> str:
+    """Why writing ``path`` failed, in words: the OS error's, or "no space left on device"
+    when its file system is (nearly) full (C libraries such as libBigWig report a full disk
+    as a generic write error, or not at all); "" when nothing is known."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if free is not None and free < LOW_SPACE_BYTES:
+        return f"no space left on device: {free:,} bytes free"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    if exc is not None:
+        text = str(exc).strip().splitlines()
+        return text[-1] if text else type(exc).__name__
+    return ""
+
+
+def output_error(path: str | os.PathLike, exc: OSError) -> RegtracksError:
+    """The one-line error of an OS error met while writing ``path``: it names the file the OS
+    names (the folder that cannot be made, say) and the cause."""
+    name = exc.filename if getattr(exc, "filename", None) else path
+    if isinstance(exc, FileExistsError | NotADirectoryError) and Path(name) != Path(path):
+        return RegtracksError(f"{path}: cannot write: {name} is not a folder")
+    return RegtracksError(f"{name}: cannot write ({write_cause(path, exc)})")
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's data to the disk (a rename of an unflushed file may survive a
+    crash while its data does not)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename) to the disk; a no-op where folders cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """``mkdir -p`` with one-line errors naming the folder (a file in the way, no permission)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RegtracksError(f"{path}: cannot create the folder: a file is in the way") from None
+    except NotADirectoryError as exc:
+        raise RegtracksError(
+            f"{path}: cannot create the folder: {exc.filename or path.parent} is not a folder"
+        ) from None
+    except OSError as exc:
+        raise RegtracksError(
+            f"{path}: cannot create the folder ({write_cause(path, exc)})"
+        ) from None
+    return path
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike,
+    *,
+    suffix: str | None = None,
+    check: Callable[[Path], None] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
-    A failed or interrupted block removes the temporary file, so no file that looks finished
-    is ever left behind. The temporary name keeps the final suffix (some writers look at it).
+    The one way regtracks writes a file. The block writes the temporary; then ``check(tmp)``
+    (when given) verifies what was written (it raises :class:`RegtracksError` if not whole),
+    the data is flushed to the disk (``fsync``), the temporary renamed to ``path`` and the
+    rename flushed. A failed or interrupted block, check or flush removes the temporary and
+    leaves the previous ``path`` as it was, so no file that looks finished is ever half
+    written. The temporary name keeps the final suffix (some writers look at it); it starts
+    with ``.`` and holds ``.tmp`` (:func:`remove_stale_temps` knows it).
+
+    Raises
+    ------
+    RegtracksError
+        "<path>: cannot write (no space left on device)" and the like for an error of the
+        output (disk full, read-only, no permission, a file where a folder should be); other
+        errors of the block pass through unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise RegtracksError(f"{path}: is a folder; name a file to write")
+    make_folder(path.parent)
     sfx = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{sfx}", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{sfx}", dir=path.parent)
+    except OSError as exc:
+        raise output_error(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -44,11 +153,98 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; finished files get the usual mode
     try:
         yield tmp_path
+        if check is not None:
+            check(tmp_path)
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        named = Path(exc.filename) if getattr(exc, "filename", None) else None
+        if exc.errno in _WRITE_ERRNOS and named in (None, tmp_path, path, path.parent):
+            raise output_error(path, exc) from None
+        raise
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike, *, depth: int = 2) -> int:
+    """Remove the temporaries (``.<name>.<random>.tmp<suffix>``, as :func:`atomic_path` and the
+    bigWig writer name them) that killed runs left in ``folder`` and its sub-folders down to
+    ``depth``; returns how many. Call it only while holding the folder's
+    :func:`folder_lock` (a live writer's temporaries look the same)."""
+    folder = Path(folder)
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        rel = Path(dirpath).relative_to(folder)
+        if len(rel.parts) >= depth:
+            dirnames.clear()
+        for f in filenames:
+            if _TEMP_NAME.fullmatch(f):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, f))
+                    removed += 1
+    return removed
+
+
+_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{4,}\.tmp(\.[A-Za-z0-9]+)?")
+LOCK_NAME = ".regtracks.lock"
+_HELD: set[str] = set()  # lock files this process holds
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder for the block (``fcntl.flock`` on
+    ``FOLDER/.regtracks.lock``); a second writer fails at once. The lock file holds the pid
+    and ``what`` of its holder (for the message); the OS drops the lock when its process
+    dies, so a killed run never blocks the next. Where ``fcntl`` is missing (Windows) there is
+    no lock.
+
+    Raises
+    ------
+    RegtracksError
+        "FOLDER is in use by another regtracks process (pid N: what); wait for it to finish or
+        write into another folder".
+    """
+    folder = make_folder(folder)
+    lock = folder / LOCK_NAME
+    key = os.path.realpath(lock)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield lock
+        return
+    if key in _HELD:  # this process holds it already (predict -> build_hub): re-entered
+        yield lock
+        return
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise output_error(lock, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise RegtracksError(
+                f"{folder} is in use by another regtracks process ({holder}); wait for it to "
+                "finish or write into another folder"
+            ) from None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}: {what}\n".encode(), 0)
+        _HELD.add(key)
+        try:
+            yield lock
+        finally:
+            _HELD.discard(key)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def open_text(path: str | os.PathLike):

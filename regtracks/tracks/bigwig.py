@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks._util import RegtracksError
+from regtracks._util import RegtracksError, fsync_dir, fsync_file, write_cause
 from regtracks.config import DEFAULT_BIGWIG
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "is_complete",
     "read_bins",
     "zoom_levels",
+    "check_bigwig",
     "BIGWIG_MAGIC",
 ]
 
@@ -113,7 +114,12 @@ class _TrackSet:
     """Open pyBigWig handles of some tracks; writes blocks of their rows."""
 
     def __init__(
-        self, tmp_paths: Sequence[str], chrom_sizes: Sequence[tuple[str, int]], *, bin_size: int
+        self,
+        tmp_paths: Sequence[str],
+        chrom_sizes: Sequence[tuple[str, int]],
+        *,
+        bin_size: int,
+        names: Sequence[str] | None = None,
     ):
         import pyBigWig
 
@@ -121,20 +127,23 @@ class _TrackSet:
         self.bin_size = int(bin_size)
         self.chroms = [c for c, _ in chrom_sizes]
         self.sizes = [int(s) for _, s in chrom_sizes]
+        self.paths = [str(p) for p in tmp_paths]
+        self.names = [str(p) for p in names] if names is not None else self.paths  # in errors
         self.handles = []
+        self.bases = [0] * len(tmp_paths)  # bases covered per track: checked in the file
         header = [(c, int(s)) for c, s in chrom_sizes]
-        try:
-            for p in tmp_paths:
-                try:
-                    bw = pyBigWig.open(str(p), "w")
-                except RuntimeError:
-                    bw = None
+        for p, shown in zip(tmp_paths, self.names, strict=True):
+            try:
+                bw = pyBigWig.open(str(p), "w")
                 if bw is None:
-                    raise RegtracksError(f"{p}: cannot open for writing")
-                bw.addHeader(header)  # maxZooms left at its default: IGV needs zoom levels
-                self.handles.append(bw)
-        except OSError as exc:
-            raise RegtracksError(f"cannot open bigWig files for writing ({exc})") from None
+                    raise RuntimeError("pyBigWig.open returned None")
+                # maxZooms left at its default: IGV needs zoom levels
+                bw.addHeader(header)
+            except (RuntimeError, OSError) as exc:
+                raise RegtracksError(
+                    f"{shown}: cannot write the bigWig ({write_cause(p, exc)})"
+                ) from None
+            self.handles.append(bw)
 
     def write(self, chrom_idx: int, start: int, block: np.ndarray) -> None:
         """Add ``block`` ``(t, n_bins)`` float32, row i to track i, bins from ``start``."""
@@ -146,22 +155,36 @@ class _TrackSet:
         last_span = size - last_start
         finite = np.isfinite(block)
         all_finite = finite.all(axis=1)
+        covered = finite[:, :n_full].sum(axis=1) * bs
+        if n_full < n:
+            covered += finite[:, n_full] * last_span
         for i, bw in enumerate(self.handles):
+            self.bases[i] += int(covered[i])
             row = block[i]
             runs = [(0, n)] if all_finite[i] else _finite_runs(finite[i])
-            for a, b in runs:
-                b_full = min(b, n_full)
-                if b_full > a:
-                    bw.addEntries(chrom, start + a * bs, values=row[a:b_full], span=bs, step=bs)
-                if b > n_full:
-                    bw.addEntries(
-                        chrom, last_start, values=row[n_full:b], span=last_span, step=last_span
-                    )
+            try:
+                for a, b in runs:
+                    b_full = min(b, n_full)
+                    if b_full > a:
+                        bw.addEntries(chrom, start + a * bs, values=row[a:b_full], span=bs, step=bs)
+                    if b > n_full:
+                        bw.addEntries(
+                            chrom, last_start, values=row[n_full:b], span=last_span, step=last_span
+                        )
+            except (RuntimeError, OSError) as exc:
+                cause = write_cause(self.paths[i], exc)
+                raise RegtracksError(f"{self.names[i]}: cannot write ({cause})") from None
 
     def close(self) -> None:
         """Finish every file (pyBigWig builds the zoom levels and the index here)."""
+        k = len(self.paths) - len(self.handles)
         while self.handles:
-            self.handles.pop(0).close()
+            try:
+                self.handles.pop(0).close()
+            except (RuntimeError, OSError) as exc:
+                cause = write_cause(self.paths[k], exc)
+                raise RegtracksError(f"{self.names[k]}: cannot finish ({cause})") from None
+            k += 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +212,7 @@ def _worker_main(
     shape: tuple[int, int, int],
     inbox,
     outbox,
+    names: list[str] | None = None,
 ):
     """Writer process: own tracks ``[lo, hi)``; write the blocks the parent posts in slots."""
     import signal
@@ -199,7 +223,7 @@ def _worker_main(
     try:
         shm = shared_memory.SharedMemory(name=shm_name)
         arr = np.ndarray(shape, dtype=np.float32, buffer=shm.buf)
-        tracks = _TrackSet(tmp_paths, chrom_sizes, bin_size=bin_size)
+        tracks = _TrackSet(tmp_paths, chrom_sizes, bin_size=bin_size, names=names)
         while True:
             try:
                 msg = inbox.get(timeout=_POLL_S)
@@ -212,13 +236,15 @@ def _worker_main(
                 tracks.write(chrom_idx, start, arr[slot, lo:hi, :n])
                 outbox.put(("done", wid, slot))
             elif msg[0] == "close":
+                bases = list(tracks.bases)
                 tracks.close()
-                outbox.put(("closed", wid))
+                outbox.put(("closed", wid, bases))
                 break
             else:  # abort: drop everything now; the parent removes the temporaries
                 os._exit(0)
     except BaseException as exc:  # report anything, then die without finishing the files
-        outbox.put(("error", wid, _describe(exc), traceback.format_exc()))
+        what = f"RegtracksError: {exc}" if isinstance(exc, RegtracksError) else _describe(exc)
+        outbox.put(("error", wid, what, traceback.format_exc()))
         outbox.close()
         outbox.join_thread()
         os._exit(1)
@@ -241,8 +267,11 @@ def _remove_stale_temps(path: Path) -> None:
 
 def _make_temp(path: Path) -> Path:
     """An empty hidden temporary file beside ``path``, with the usual file mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise RegtracksError(f"{path}: cannot write ({write_cause(path, exc)})") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -362,7 +391,10 @@ class BigWigWriter:
                 self._tmp.append(_make_temp(p))
             if self.n_procs == 0:
                 self._local = _TrackSet(
-                    [str(t) for t in self._tmp], self.chrom_sizes, bin_size=self.bin_size
+                    [str(t) for t in self._tmp],
+                    self.chrom_sizes,
+                    bin_size=self.bin_size,
+                    names=[str(p) for p in self.paths],
                 )
             else:
                 self._start(buffer_mb, n_slots, start_method)
@@ -408,6 +440,7 @@ class BigWigWriter:
                     shape,
                     inbox,
                     self._outbox,
+                    [str(p) for p in self.paths[lo:hi]],
                 ),
                 name=f"regtracks-bigwig-{wid}",
                 daemon=True,
@@ -423,8 +456,14 @@ class BigWigWriter:
             self._pending[slot] -= 1
             if self._pending[slot] == 0:
                 self._free.append(slot)
+        elif msg[0] == "closed":
+            self._bases[msg[1]] = msg[2]
         elif msg[0] == "error":
-            raise RegtracksError(f"bigWig writer process {msg[1]} failed: {msg[2]}")
+            what = msg[2]
+            if what.startswith("RegtracksError: "):  # it names its file and cause
+                what = what.removeprefix("RegtracksError: ")
+                raise RegtracksError(what)
+            raise RegtracksError(f"bigWig writer process {msg[1]} failed: {what}")
         return msg[0]
 
     def _wait(self) -> str:
@@ -547,8 +586,10 @@ class BigWigWriter:
             raise RegtracksError(f"BigWigWriter.close after the writer was {self._state}")
         try:
             if self.n_procs == 0:
+                bases = list(self._local.bases)
                 self._local.close()
             else:
+                self._bases: dict[int, list[int]] = {}
                 for inbox in self._inboxes:
                     inbox.put(("close",))
                 closed = 0
@@ -558,9 +599,18 @@ class BigWigWriter:
                 for proc in self._procs:
                     proc.join()
                 self._release()
+                bases = [b for wid in sorted(self._bases) for b in self._bases[wid]]
+            # every file is checked (pyBigWig prints some write errors instead of raising
+            # them: a full disk left 4 KiB header-only files) and flushed to disk before the
+            # first is renamed: a failure leaves every earlier file in place
+            for tmp, path, n in zip(self._tmp, self.paths, bases, strict=True):
+                check_bigwig(tmp, self.chrom_sizes, bases=n, name=path)
+                fsync_file(tmp)
             for tmp, path in zip(self._tmp, self.paths, strict=True):
                 self.bytes_written += tmp.stat().st_size
                 os.replace(tmp, path)
+            for folder in dict.fromkeys(p.parent for p in self.paths):
+                fsync_dir(folder)
         except BaseException:
             self.abort()
             raise
@@ -691,6 +741,94 @@ def zoom_levels(path: str | os.PathLike) -> int:
     if len(head) < 8 or struct.unpack("<I", head[:4])[0] != BIGWIG_MAGIC:
         return -1
     return struct.unpack("<H", head[6:8])[0]
+
+
+_CHROM_TREE_MAGIC = 0x78CA8C91
+_RTREE_MAGIC = 0x2468ACE0
+
+
+def check_bigwig(
+    path: str | os.PathLike,
+    chrom_sizes: Sequence[tuple[str, int]],
+    *,
+    bases: int | None = None,
+    name: str | os.PathLike | None = None,
+) -> None:
+    """Check that a bigWig was written whole; raise naming ``name`` (default ``path``) if not.
+
+    Reads the fixed header and follows every offset it holds: the chromosome tree, the data
+    index and each zoom level's index must lie inside the file and start with their magic
+    numbers, the data must end inside the file, the header must list ``chrom_sizes``, and, with
+    data, there must be zoom levels (IGV needs them) and the total summary must count
+    ``bases`` covered bases (the sum of the spans written). A few hundred bytes are read,
+    whatever the file's size.
+
+    Raises
+    ------
+    RegtracksError
+        "<name>: the bigWig written is incomplete (<what>; <cause>)", the cause being "no space
+        left on device" when the disk is (nearly) full.
+    """
+    path = Path(path)
+    shown = Path(name) if name is not None else path
+
+    def bad(what: str):
+        cause = write_cause(path)
+        raise RegtracksError(
+            f"{shown}: the bigWig written is incomplete ({what}{'; ' + cause if cause else ''})"
+        )
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+
+            def at(offset: int, n: int) -> bytes:
+                if offset < 0 or offset + n > size:
+                    bad(f"offset {offset} + {n} past the end of the {size}-byte file")
+                fh.seek(offset)
+                return fh.read(n)
+
+            head = at(0, 64)
+            magic, _version, n_zooms, chrom_tree, data_off, index_off = struct.unpack(
+                "<IHHQQQ", head[:32]
+            )
+            summary_off = struct.unpack("<Q", head[44:52])[0]
+            if magic != BIGWIG_MAGIC:
+                bad("no bigWig magic number")
+            if struct.unpack("<I", at(chrom_tree, 4))[0] != _CHROM_TREE_MAGIC:
+                bad("no chromosome tree")
+            n_blocks = struct.unpack("<Q", at(data_off, 8))[0]
+            rtree = at(index_off, 48)
+            if struct.unpack("<I", rtree[:4])[0] != _RTREE_MAGIC:
+                bad("no data index")
+            if struct.unpack("<Q", rtree[32:40])[0] > size:
+                bad("data past the end of the file")
+            zooms = at(64, 24 * n_zooms) if n_zooms else b""
+            for z in range(n_zooms):
+                z_index = struct.unpack("<Q", zooms[24 * z + 16 : 24 * z + 24])[0]
+                if struct.unpack("<I", at(z_index, 4))[0] != _RTREE_MAGIC:
+                    bad(f"zoom level {z + 1} has no index")
+            covered = struct.unpack("<Q", at(summary_off, 8))[0] if summary_off else 0
+    except OSError as exc:
+        raise RegtracksError(f"{shown}: cannot read the bigWig written ({exc.strerror})") from None
+    if bases is not None and covered != bases:
+        bad(f"{covered} bases covered where {bases} were written")
+    if (covered or n_blocks) and n_zooms < 1:
+        bad("data but no zoom levels")
+    import pyBigWig
+
+    try:
+        bw = pyBigWig.open(str(path))
+    except (RuntimeError, OSError):
+        bw = None
+    if bw is None:
+        bad("pyBigWig cannot open it")
+    try:
+        got = list(bw.chroms().items())
+    finally:
+        bw.close()
+    if got != [(str(c), int(s)) for c, s in chrom_sizes]:
+        bad(f"its header lists {len(got)} chromosomes, not the {len(chrom_sizes)} written")
 
 
 def is_complete(path: str | os.PathLike, chrom_sizes: Sequence[tuple[str, int]]) -> bool:

@@ -343,9 +343,25 @@ def test_twobit_of_another_genome_is_refused(tmp_path):
     hub = make_hub(tmp_path)
     other = tmp_path / "other.fa"
     other.write_text(">chr1\nACGT\n")
-    with pytest.raises(RegtracksError, match="differ from the manifest"):
+    before = (hub / "manifest.json").read_bytes()
+    # checked before it is recorded (it was recorded, then refused when the 2bit was written)
+    with pytest.raises(RegtracksError, match=r"--genome .*other.fa: its sequences \(1\) are not"):
         build_hub(hub, genome=other, write_2bit=write_2bit_minimal)
+    assert (hub / "manifest.json").read_bytes() == before
     assert not list((hub / "toy").glob("*.2bit")) and not list((hub / "toy").glob(".*"))
+
+
+def test_twobit_that_differs_from_the_manifest_is_refused(tmp_path):
+    hub = make_hub(tmp_path)
+    other = tmp_path / "other.fa"
+    other.write_text(">chr1\nACGT\n")
+
+    def wrong(fasta, out):  # a writer that writes another genome: the check before the rename
+        write_2bit_minimal(other, out)
+
+    with pytest.raises(RegtracksError, match="differ from the manifest"):
+        build_hub(hub, write_2bit=wrong)
+    assert not list((hub / "toy").glob("*.2bit")) and not list((hub / "toy").glob(".*.tmp*"))
 
 
 def test_build_errors_name_the_fault(tmp_path):

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regtracks._util import RegtracksError
+from regtracks._util import RegtracksError, folder_lock, remove_stale_temps
 from regtracks.config import CATEGORY_COLORS, DEFAULT_RUNTIME, DEFAULT_SCAN, ScanDefaults
 from regtracks.inference.session import (
     check_writable,
@@ -160,6 +160,25 @@ def _copy_chrom(writer, chrom, size, todo, paths, carry, bin_size, cfg) -> None:
             writer.add(chrom, j0 * bin_size, block)
 
 
+MIN_BYTES_PER_BIN = 1.0
+"""A floor on a prediction bigWig's size per bin and track (zlib-compressed float32 with zoom
+levels and index; the demo's tracks take 3.8 bytes per 128-bp bin). Below this much free space a
+run cannot finish, and is refused before scanning."""
+
+
+def check_space(hub: Path, n_tracks: int, n_bins: int) -> None:
+    """Refuse a scan whose tracks cannot fit on the hub's disk (:data:`MIN_BYTES_PER_BIN`)."""
+    import shutil
+
+    need = int(n_tracks * n_bins * MIN_BYTES_PER_BIN)
+    free = shutil.disk_usage(hub).free
+    if free < need:
+        raise RegtracksError(
+            f"{hub}: {n_tracks} track(s) of {n_bins:,} bins need at least {need / 2**20:,.1f} MiB "
+            f"and its disk has {free / 2**20:,.1f} MiB free; free some space or write elsewhere"
+        )
+
+
 def predict(
     run: str | os.PathLike,
     hub_dir: str | os.PathLike,
@@ -230,10 +249,7 @@ def predict(
     window_len : int, optional
         Deprecated name of ``scan_window`` (``DeprecationWarning``); removed in the next release.
     """
-    from regtracks.inference.scan import scan_chromosome
-    from regtracks.tracks.bigwig import BigWigWriter, is_complete
-    from regtracks.tracks.hub import build_hub
-    from regtracks.tracks.manifest import load_manifest, update_manifest
+    from regtracks.tracks.hub import check_hub_options
 
     t_start = time.perf_counter()
     scan_window = scan_window_arg(scan_window, window_len, caller="predict")
@@ -245,7 +261,7 @@ def predict(
         run, genome=genome, which=which, markers=markers, category=category, device=device,
         precision=precision, purpose="whole-chromosome tracks",
     )  # fmt: skip
-    g, ms = sess.genome, sess.markers
+    g = sess.genome
     if any(c == "all" for c in chroms):
         wanted = list(g.chroms)
     else:
@@ -254,7 +270,28 @@ def predict(
     wanted = sorted(set(wanted), key=order.__getitem__)  # bigWig blocks go in header order
     plan = sess.plan(bin_size, scan_window)
     hub = Path(hub_dir)
+    check_hub_options(**((hub_options or {}) if build else {}))
     check_writable(hub)
+    with folder_lock(hub, "regtracks predict"):
+        remove_stale_temps(hub)  # of killed runs: no live writer is in this folder now
+        return _predict_locked(
+            sess, hub, wanted, plan, order, bin_size=bin_size, batch_size=batch_size,
+            rc_average=rc_average, resume=resume, n_procs=n_procs, build=build, peaks=peaks,
+            hub_options=hub_options, cfg=cfg, progress=progress, t_start=t_start,
+        )  # fmt: skip
+
+
+def _predict_locked(
+    sess, hub: Path, wanted, plan, order, *, bin_size, batch_size, rc_average, resume, n_procs,
+    build, peaks, hub_options, cfg, progress, t_start,
+) -> PredictResult:  # fmt: skip
+    """The body of :func:`predict`, run while holding the hub folder's lock."""
+    from regtracks.inference.scan import scan_chromosome
+    from regtracks.tracks.bigwig import BigWigWriter, is_complete
+    from regtracks.tracks.hub import build_hub
+    from regtracks.tracks.manifest import load_manifest, update_manifest
+
+    g, ms = sess.genome, sess.markers
     chrom_sizes = list(g.chrom_sizes)
     prov_base = sess.provenance(
         scan_window=plan.window,
@@ -325,6 +362,7 @@ def predict(
     if todo:
         paths = [hub / "tracks" / f"{track_name('pred', ms[i].name)}.bw" for i in todo]
         total = sum(g.sizes[c] for c in wanted)
+        check_space(hub, len(todo), sum(-(-g.sizes[c] // bin_size) for c in wanted))
         done = 0
         t_scan = 0.0
         kept_chroms = {c for cs in carry.values() for c in cs}

@@ -28,7 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtracks._util import RegtracksError, atomic_path, write_text_atomic
+from regtracks._util import (
+    RegtracksError,
+    atomic_path,
+    folder_lock,
+    remove_stale_temps,
+    write_text_atomic,
+)
 from regtracks.config import DEFAULT_HUB, HubDefaults
 from regtracks.tracks.igv import IGV_JS_NAME, find_igv_js, igv_cdn_url, igv_html, session_xml
 from regtracks.tracks.layout import Track, plan_tracks, symbol
@@ -144,21 +150,18 @@ def _ensure_twobit(
                 f"(manifest genome.fasta: {shown}); pass --genome FASTA, or --genome-name "
                 "for a genome UCSC hosts"
             )
-        gdir.mkdir(parents=True, exist_ok=True)
         writer = write_2bit or _default_write_2bit
-        tmp = gdir / f".{twobit.name}.tmp.2bit"
-        try:
-            writer(fasta_path, tmp)
+
+        def check(tmp: Path) -> None:
             got = read_2bit_sizes(tmp)
             if got != want:
                 raise RegtracksError(
                     f"{fasta_path}: its sequences ({len(got)}) differ from the manifest's "
                     f"chrom_sizes ({len(want)}); is it the genome the tracks were made on?"
                 )
-            os.replace(tmp, twobit)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+
+        with atomic_path(twobit, check=check) as tmp:
+            writer(fasta_path, tmp)
         written.append(twobit)
     sizes_txt = "".join(f"{c}\t{s}\n" for c, s in want)
     cs = gdir / "chrom.sizes"
@@ -239,26 +242,76 @@ def build_hub(
     HubBuild
     """
     hub = hub_path(hub_dir)
-    manifest = load_manifest(hub)
+    with folder_lock(hub, "regtracks hub build"):
+        remove_stale_temps(hub)
+        return _build_hub_locked(
+            hub, one_file=one_file, igv_js=igv_js, genome=genome, genome_name=genome_name,
+            email=email, peaks=peaks, write_2bit=write_2bit, cfg=cfg,
+        )  # fmt: skip
+
+
+def check_hub_options(
+    *,
+    igv_js: str | os.PathLike | None = None,
+    genome: str | os.PathLike | None = None,
+    genome_name: str | None = None,
+    email: str | None = None,
+    **_ignored,
+) -> None:
+    """The checks of :func:`build_hub`'s options that need no hub: ``predict`` makes them
+    before it scans, so that a bad ``--genome-name`` or ``--email`` does not fail after the
+    long work.
+
+    Raises
+    ------
+    RegtracksError
+        Naming the option and its value.
+    """
     if igv_js is not None:
         src = Path(igv_js).expanduser()
         if not src.is_file():
             raise RegtracksError(f"--igv-js {igv_js}: file not found")
         if b"createBrowser" not in src.read_bytes():
             raise RegtracksError(f"--igv-js {igv_js}: does not look like igv.js (no createBrowser)")
-    if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+    if email is not None and not re.fullmatch(r"[^@\s\"<>]+@[^@\s\"<>]+\.[^@\s\"<>]+", email):
         raise RegtracksError(f"--email {email!r} is not an e-mail address")
+    if genome is not None and not Path(genome).expanduser().is_file():
+        raise RegtracksError(f"{genome}: genome FASTA not found")
+    if genome_name is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", genome_name):
+        raise RegtracksError(
+            f"--genome-name {genome_name!r} is not a UCSC assembly name (letters, digits, "
+            "'_', '.', '-', starting with a letter: hg19, hg38, mm10, ...)"
+        )
+
+
+def _fasta_sizes(path: Path) -> list[list]:
+    """``[[name, size], ...]`` of a FASTA, in file order (from its index, built if missing)."""
+    from regtracks.data.genome import Genome
+
+    return [[c, int(n)] for c, n in Genome(path).chrom_sizes]
+
+
+def _build_hub_locked(
+    hub: Path, *, one_file, igv_js, genome, genome_name, email, peaks, write_2bit, cfg
+) -> HubBuild:
+    """The body of :func:`build_hub`, run while holding the hub folder's lock."""
+    check_hub_options(igv_js=igv_js, genome=genome, genome_name=genome_name, email=email)
+    manifest = load_manifest(hub)
     opts = dict(manifest.get("hub") or {})
     changed = False
     if genome is not None:
         gpath = Path(genome).expanduser().resolve()
-        if not gpath.is_file():
-            raise RegtracksError(f"{genome}: genome FASTA not found")
+        got = _fasta_sizes(gpath)
+        want = [[str(c), int(n)] for c, n in manifest["genome"]["chrom_sizes"]]
+        if got != want:
+            raise RegtracksError(
+                f"--genome {genome}: its sequences ({len(got)}) are not the chromosomes and "
+                f"sizes the tracks of {hub / MANIFEST_NAME} were made on ({len(want)}, genome "
+                f"{manifest['genome']['name']!r})"
+            )
         manifest["genome"]["fasta"] = str(gpath)
         changed = True
     if genome_name is not None:
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", genome_name):
-            raise RegtracksError(f"--genome-name {genome_name!r} is not a UCSC assembly name")
         manifest["genome"]["ucsc"] = genome_name
         changed = True
     for key, val in (("one_file", one_file), ("email", email), ("peaks", peaks)):

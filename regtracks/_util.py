@@ -113,6 +113,46 @@ def make_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Make the folder ``path`` (``mkdir -p``) and check a file can be written in it: the check
+    to run before long work whose results go there.
+
+    Raises
+    ------
+    RegtracksError
+        "PATH: cannot create the folder: a file is in the way", "PATH: output folder not
+        writable (read-only file system)" and the like.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RegtracksError(f"{path}: the {what} is a file; name a folder")
+    make_folder(path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise RegtracksError(f"{path}: {what} not writable ({write_cause(path, exc)})") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Check, before the work, that ``path`` can be written as a file: not a folder, its folder
+    made and writable.
+
+    Raises
+    ------
+    RegtracksError
+        "--out PATH is a folder; name a file to write" and the errors of
+        :func:`check_output_folder` for its folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise RegtracksError(f"{option} {path} is a folder; name a file to write")
+    check_output_folder(path.parent)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike,
@@ -139,7 +179,7 @@ def atomic_path(
     """
     path = Path(path)
     if path.is_dir():
-        raise RegtracksError(f"{path}: is a folder; name a file to write")
+        raise RegtracksError(f"{path} is a folder; name a file to write")
     make_folder(path.parent)
     sfx = path.suffix if suffix is None else suffix
     try:

@@ -86,6 +86,18 @@ def warn(msg: str) -> None:
     stderr().print(f"[yellow]warning:[/yellow] {msg}", soft_wrap=True)
 
 
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error: the file it names first, then the cause ("no space left on
+    device" when the disk is full, whatever the C library said)."""
+    from regtracks._util import _WRITE_ERRNOS, write_cause
+
+    name = getattr(exc, "filename", None)
+    cause = exc.strerror or str(exc)
+    if exc.errno in _WRITE_ERRNOS:
+        cause = write_cause(name or ".", exc) or cause
+    return f"{name}: {cause}" if name else cause
+
+
 def handle_errors(fn):
     """Turn user errors into one line and exit 1; Ctrl-C into exit 130."""
 
@@ -97,9 +109,8 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except RegtracksError as exc:
             fail(str(exc))
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            fail(f"{exc.strerror or exc}{where}")
+        except OSError as exc:  # a file the library opened without a check of its own
+            fail(os_error_line(exc))
         except KeyboardInterrupt:
             stderr().print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None

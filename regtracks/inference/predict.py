@@ -289,7 +289,7 @@ def _predict_locked(
     from regtracks.inference.scan import scan_chromosome
     from regtracks.tracks.bigwig import BigWigWriter, is_complete
     from regtracks.tracks.hub import build_hub
-    from regtracks.tracks.manifest import load_manifest, update_manifest
+    from regtracks.tracks.manifest import check_hub_genome, update_manifest
 
     g, ms = sess.genome, sess.markers
     chrom_sizes = list(g.chrom_sizes)
@@ -299,15 +299,9 @@ def _predict_locked(
         exact_stitching=plan.exact,
         rc_average=bool(rc_average),
     )
-    existing, man_path = {}, hub / "manifest.json"
-    if man_path.is_file():
-        manifest = load_manifest(hub)
-        if manifest["genome"]["chrom_sizes"] != [list(x) for x in chrom_sizes]:
-            raise RegtracksError(
-                f"{man_path}: the hub holds tracks of genome {manifest['genome']['name']!r} "
-                f"({len(manifest['genome']['chrom_sizes'])} chromosomes) and this run predicts "
-                f"{g.name!r} with other chromosomes or sizes; use another --out"
-            )
+    existing = {}
+    manifest = check_hub_genome(hub, chrom_sizes, g.name)
+    if manifest is not None:
         existing = {t["name"]: t for t in manifest["tracks"]}
     todo, skipped, carry = [], [], {}
     for i in sess.marker_idx:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regtracks._util import RegtracksError, parse_region
+from regtracks._util import RegtracksError, folder_lock, parse_region, remove_stale_temps
 from regtracks.config import DEFAULT_RUNTIME, DEFAULT_SALIENCY, SaliencyDefaults
 from regtracks.data.datasets import one_hot_torch
 from regtracks.inference.session import check_writable, open_session, scan_window_arg, track_name
@@ -241,9 +241,10 @@ def saliency(
     window_len : int, optional
         Deprecated name of ``scan_window`` (``DeprecationWarning``); removed in the next release.
     """
+    from regtracks.inference.predict import check_space
     from regtracks.tracks.bigwig import BigWigWriter
-    from regtracks.tracks.hub import build_hub
-    from regtracks.tracks.manifest import update_manifest
+    from regtracks.tracks.hub import build_hub, check_hub_options
+    from regtracks.tracks.manifest import check_hub_genome, update_manifest
 
     t0 = time.perf_counter()
     scan_window = scan_window_arg(scan_window, window_len, caller="saliency")
@@ -268,60 +269,66 @@ def saliency(
         start, end = 0, g.sizes[chrom]
     plan = sess.plan(sess.stride, scan_window)
     hub = Path(hub_dir)
+    if build:
+        check_hub_options(**(hub_options or {}))
     check_writable(hub)
+    check_hub_genome(hub, g.chrom_sizes, g.name)
     names = [track_name("sal", ms[i].name) for i in idx]
     paths = [hub / "tracks" / f"{n}.bw" for n in names]
     span = (max(0, start - plan.margin), min(g.sizes[chrom], end + plan.margin))
     total = span[1] - span[0]
-    with BigWigWriter(paths, list(g.chrom_sizes), bin_size=bin_size, n_procs=n_procs) as writer:
-        carry = None  # bases not yet filling a whole bin
-        for pos, vals in saliency_region(
-            sess.model, g, chrom, start, end, marker_idx=list(idx), reduce=reduce,
-            margin=plan.margin, core=plan.core, stride=sess.stride, chunk=cfg.chunk,
-            batch_size=batch_size, device=sess.device, amp=sess.amp,
-        ):  # fmt: skip
-            if carry is not None:
-                pos, vals = carry[0], np.concatenate([carry[1], vals], axis=1)
-            n_full = (vals.shape[1] // bin_size) * bin_size
-            last = pos + vals.shape[1] == span[1]
-            if last:
-                n_full = vals.shape[1]
-            if n_full:
-                writer.add(chrom, pos, _bin_mean(vals[:, :n_full], bin_size))
-            carry = None if last else (pos + n_full, vals[:, n_full:])
-            if progress is not None:
-                progress(pos + n_full - span[0], total, chrom)
-    prov = sess.provenance(
-        window_len=None,  # saliency records have never carried the training window
-        region=f"{chrom}:{start + 1}-{end}",
-        reduce=reduce,
-        scan_window=plan.window,
-        scan_margin=plan.margin,
-        exact_stitching=plan.exact,
-    )
-    what = "gradient x input" if reduce == "grad_x_input" else "gradient norm"
-    tracks = [
-        sess.track_record(
-            i,
-            name=name,
-            file=str(p.relative_to(hub)),
-            kind="saliency",
-            bin_size=bin_size,
-            chroms=[chrom],
-            provenance=prov,
-            description=(
-                f"{what} of the sum of {ms[i].name} logits over {chrom}:{start + 1:,}-{end:,}"
-            ),
+    check_space(hub, len(paths), -(-total // bin_size))
+    with folder_lock(hub, "regtracks saliency"):
+        remove_stale_temps(hub)  # of killed runs
+        with BigWigWriter(paths, list(g.chrom_sizes), bin_size=bin_size, n_procs=n_procs) as writer:
+            carry = None  # bases not yet filling a whole bin
+            for pos, vals in saliency_region(
+                sess.model, g, chrom, start, end, marker_idx=list(idx), reduce=reduce,
+                margin=plan.margin, core=plan.core, stride=sess.stride, chunk=cfg.chunk,
+                batch_size=batch_size, device=sess.device, amp=sess.amp,
+            ):  # fmt: skip
+                if carry is not None:
+                    pos, vals = carry[0], np.concatenate([carry[1], vals], axis=1)
+                n_full = (vals.shape[1] // bin_size) * bin_size
+                last = pos + vals.shape[1] == span[1]
+                if last:
+                    n_full = vals.shape[1]
+                if n_full:
+                    writer.add(chrom, pos, _bin_mean(vals[:, :n_full], bin_size))
+                carry = None if last else (pos + n_full, vals[:, n_full:])
+                if progress is not None:
+                    progress(pos + n_full - span[0], total, chrom)
+        prov = sess.provenance(
+            window_len=None,  # saliency records have never carried the training window
+            region=f"{chrom}:{start + 1}-{end}",
+            reduce=reduce,
+            scan_window=plan.window,
+            scan_margin=plan.margin,
+            exact_stitching=plan.exact,
         )
-        for i, name, p in zip(idx, names, paths, strict=True)
-    ]
-    update_manifest(hub, sess.genome_record(), tracks)
-    res = SaliencyResult(
-        hub_dir=hub, tracks=paths, chrom=chrom, start=start, end=end, span=span, bases=total,
-        exact=plan.exact,
-    )  # fmt: skip
-    if build:
-        res.hub = build_hub(hub, **(hub_options or {}))
+        what = "gradient x input" if reduce == "grad_x_input" else "gradient norm"
+        tracks = [
+            sess.track_record(
+                i,
+                name=name,
+                file=str(p.relative_to(hub)),
+                kind="saliency",
+                bin_size=bin_size,
+                chroms=[chrom],
+                provenance=prov,
+                description=(
+                    f"{what} of the sum of {ms[i].name} logits over {chrom}:{start + 1:,}-{end:,}"
+                ),
+            )
+            for i, name, p in zip(idx, names, paths, strict=True)
+        ]
+        update_manifest(hub, sess.genome_record(), tracks)
+        res = SaliencyResult(
+            hub_dir=hub, tracks=paths, chrom=chrom, start=start, end=end, span=span, bases=total,
+            exact=plan.exact,
+        )  # fmt: skip
+        if build:
+            res.hub = build_hub(hub, **(hub_options or {}))
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regtracks._util import RegtracksError, atomic_path, open_text
+from regtracks._util import RegtracksError, atomic_path, check_output_file, open_text
 from regtracks.config import DEFAULT_RUNTIME, DEFAULT_VARIANTS, VariantDefaults
 from regtracks.data.datasets import one_hot_torch
 from regtracks.data.genome import encode
@@ -261,6 +261,7 @@ def score_variants(
         precision=precision, purpose="variant scores",
     )  # fmt: skip
     idx = sess.marker_idx
+    check_output_file(out)
     variants, skipped = read_vcf(vcf, sess.genome)
     res = VariantResult(out=Path(out), variants=len(variants), skipped=skipped)
     names = [m.name for m in sess.selected]

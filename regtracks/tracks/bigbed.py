@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks._util import RegtracksError
+from regtracks._util import RegtracksError, atomic_path, write_cause
 
 __all__ = ["write_peaks_bigbed", "PEAKS_AUTOSQL"]
 
@@ -79,21 +79,19 @@ def write_peaks_bigbed(
         records += [(chrom, int(a), int(b), label) for a, b in zip(s[keep], e[keep], strict=True)]
     if not records:
         return 0, clipped  # nothing to show: no file (a bigBed needs one entry)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.bb")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    have = dict.fromkeys(r[0] for r in records)
+    with atomic_path(
+        path, check=lambda tmp: _check(tmp, path, [(c, z) for c, z in sizes if c in have],
+                                       len(records)),
+    ) as tmp:  # fmt: skip
         try:
             writer = pybigtools.open(str(tmp), "w")
             writer.write(dict(sizes), iter(records), autosql=PEAKS_AUTOSQL)
-        except Exception as exc:  # pybigtools raises OSError, ValueError or its own errors
-            cause = getattr(exc, "strerror", None)
-            cause = cause or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        except OSError:
+            raise  # atomic_path names the file and the cause
+        except Exception as exc:  # pybigtools raises ValueError or its own errors
+            cause = write_cause(path, exc)
             raise RegtracksError(f"{path}: could not write the bigBed ({cause})") from None
-        have = dict.fromkeys(r[0] for r in records)
-        _check(tmp, path, [(c, z) for c, z in sizes if c in have], len(records))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return len(records), clipped
 
 
@@ -107,7 +105,8 @@ def _check(tmp: Path, final: Path, sizes: list[tuple[str, int]], n: int) -> None
     except (RuntimeError, OSError):
         bb = None
     if bb is None:
-        raise RegtracksError(f"{final}: the bigBed written does not read back (disk full?)")
+        cause = write_cause(final) or "it does not read back"
+        raise RegtracksError(f"{final}: cannot write the bigBed ({cause})")
     try:
         if not bb.isBigBed() or bb.chroms() != dict(sizes):
             raise RegtracksError(f"{final}: the bigBed written has another header")

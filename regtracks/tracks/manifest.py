@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from regtracks._util import RegtracksError, write_text_atomic
+from regtracks._util import RegtracksError, make_folder, write_text_atomic
 
 __all__ = [
     "MANIFEST_NAME",
@@ -187,18 +187,11 @@ def update_manifest(hub_dir: str | os.PathLike, genome_info: dict, tracks: Seque
         The manifest as written (atomically).
     """
     hub = hub_path(hub_dir)
-    where = str(hub / MANIFEST_NAME)
     genome = _check_genome(genome_info, "genome_info")
     new_tracks = [_check_track(t, f"tracks[{i}]") for i, t in enumerate(tracks)]
     if (hub / MANIFEST_NAME).exists():
-        manifest = load_manifest(hub)
+        manifest = check_hub_genome(hub, genome["chrom_sizes"], genome["name"])
         old = manifest["genome"]
-        if old["chrom_sizes"] != genome["chrom_sizes"]:
-            raise RegtracksError(
-                f"{where}: the hub holds tracks of genome {old['name']!r} "
-                f"({len(old['chrom_sizes'])} chromosomes) and these tracks are of "
-                f"{genome['name']!r} with other chromosomes or sizes; use another output folder"
-            )
         for key in ("fasta", "ucsc"):
             if genome[key] is not None:
                 old[key] = genome[key]
@@ -211,6 +204,31 @@ def update_manifest(hub_dir: str | os.PathLike, genome_info: dict, tracks: Seque
         else:
             index[t["name"]] = len(manifest["tracks"])
             manifest["tracks"].append(t)
-    hub.mkdir(parents=True, exist_ok=True)
+    make_folder(hub)
     write_manifest(hub, manifest)
+    return manifest
+
+
+def check_hub_genome(hub_dir: str | os.PathLike, chrom_sizes, name: str) -> dict | None:
+    """Check that the hub in ``hub_dir`` (if any) holds tracks of the genome with
+    ``chrom_sizes`` (the check to make before scanning into it); returns its manifest (None
+    when there is none yet).
+
+    Raises
+    ------
+    RegtracksError
+        "HUB/manifest.json: the hub holds tracks of genome 'x' (n chromosomes) and these
+        tracks are of 'y' with other chromosomes or sizes; use another output folder".
+    """
+    hub = hub_path(hub_dir)
+    if not (hub / MANIFEST_NAME).is_file():
+        return None
+    manifest = load_manifest(hub)
+    old = manifest["genome"]
+    if old["chrom_sizes"] != [[str(c), int(s)] for c, s in chrom_sizes]:
+        raise RegtracksError(
+            f"{hub / MANIFEST_NAME}: the hub holds tracks of genome {old['name']!r} "
+            f"({len(old['chrom_sizes'])} chromosomes) and these tracks are of {name!r} with "
+            "other chromosomes or sizes; use another output folder"
+        )
     return manifest

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from regtracks._util import RegtracksError, renamed_keyword, write_text_atomic
+from regtracks._util import RegtracksError, check_output_folder, renamed_keyword, write_text_atomic
 from regtracks.config import (
     CATEGORIES,
     DEFAULT_DATA,
@@ -193,8 +193,7 @@ def benchmark(
             f"{task} models: {', '.join(available)}"
         )
     hparams = hparams or {}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out_dir, "benchmark folder")
     td = prepare(genome, markers, task=task, cfg=data_cfg, exclude=exclude)
     rules = {m.name: r for m in td.markers if (r := _rule_of(m.description))}
     rows = []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from regtracks._util import RegtracksError
+from regtracks._util import RegtracksError, check_output_folder
 from regtracks.config import DEFAULT_EVAL, DEFAULT_RUNTIME
 
 __all__ = ["evaluate", "evaluate_loader", "report_dir"]
@@ -133,6 +133,8 @@ def evaluate(
     ck = load_checkpoint(path)
     dev = resolve_device(device)
     amp = autocast_dtype(precision, dev)
+    out = check_output_folder(out_dir if out_dir is not None else report_dir(path, split),
+                              "report folder")  # fmt: skip
     g = ck.open_genome(genome)
     markers = ck.marker_set()
     if task_data is not None:
@@ -181,7 +183,6 @@ def evaluate(
         "step": ck.step,
     }
     report = build_report(result, markers, split=split, extra=extra)
-    out = Path(out_dir) if out_dir is not None else report_dir(path, split)
     written = write_report(report, out, curves=sm)
     metrics = path.parent / "metrics.jsonl"
     if metrics.is_file():  # the run's learning curves beside its report

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from regtracks._util import RegtracksError, atomic_path, write_text_atomic
+from regtracks._util import RegtracksError, atomic_path, make_folder, write_text_atomic
 from regtracks.config import CATEGORIES, CATEGORY_COLORS
 from regtracks.training.metrics import MetricsResult, at_chance, category_means
 
@@ -380,8 +380,7 @@ def write_report(
     for key in _REQUIRED:
         if key not in report:
             raise RegtracksError(f"report has no {key!r} key (make it with build_report)")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_folder(out_dir)
     names = [m["name"] for m in report["markers"]]
     figures, note = _write_figures(report, out_dir, _curve_mapping(curves, names))
     for cat in CATEGORIES:  # figures of an earlier report that this one does not have

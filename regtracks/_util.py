@@ -65,7 +65,9 @@ def write_cause(path: str | os.PathLike, exc: BaseException | None = None) -> st
 def output_error(path: str | os.PathLike, exc: OSError) -> RegtracksError:
     """The one-line error of an OS error met while writing ``path``: it names the file the OS
     names (the folder that cannot be made, say) and the cause."""
-    name = exc.filename if getattr(exc, "filename", None) else path
+    name = getattr(exc, "filename", None) or path
+    if _TEMP_NAME.fullmatch(Path(name).name):  # our temporary: name the file it stands for
+        name = path
     if isinstance(exc, FileExistsError | NotADirectoryError) and Path(name) != Path(path):
         return RegtracksError(f"{path}: cannot write: {name} is not a folder")
     return RegtracksError(f"{name}: cannot write ({write_cause(path, exc)})")
@@ -95,17 +97,23 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first existing component of ``path`` that is not a folder, if any."""
+    for p in (*reversed(path.parents), path):
+        if p.exists() and not p.is_dir():
+            return p
+    return None
+
+
 def make_folder(path: str | os.PathLike) -> Path:
     """``mkdir -p`` with one-line errors naming the folder (a file in the way, no permission)."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise RegtracksError(f"{path}: cannot create the folder: a file is in the way") from None
-    except NotADirectoryError as exc:
-        raise RegtracksError(
-            f"{path}: cannot create the folder: {exc.filename or path.parent} is not a folder"
-        ) from None
+    except (FileExistsError, NotADirectoryError):
+        block = _file_in_the_way(path)
+        what = "a file is in the way" if block in (None, path) else f"{block} is a file"
+        raise RegtracksError(f"{path}: cannot create the folder: {what}") from None
     except OSError as exc:
         raise RegtracksError(
             f"{path}: cannot create the folder ({write_cause(path, exc)})"

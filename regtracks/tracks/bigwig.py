@@ -60,6 +60,7 @@ import contextlib
 import glob
 import os
 import queue
+import shutil
 import struct
 import tempfile
 import time
@@ -69,7 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks._util import RegtracksError, fsync_dir, fsync_file, write_cause
+from regtracks._util import LOW_SPACE_BYTES, RegtracksError, fsync_dir, fsync_file, write_cause
 from regtracks.config import DEFAULT_BIGWIG
 
 __all__ = [
@@ -86,6 +87,12 @@ BIGWIG_MAGIC = 0x888FFC26
 """First four bytes of a bigWig file (little-endian uint32)."""
 
 _TMP_SUFFIX = ".tmp.bw"
+_DATA_BYTES_PER_BIN = 4
+"""Disk bytes a bin may take in the data section (random float32 values compress to ~3.6 B;
+predictions, smoother, to less): a block needs this much room before libBigWig writes it."""
+_CLOSE_BYTES_PER_BYTE = 0.6
+"""Room needed to finish a file (zoom levels and indexes: ~0.45x its data, measured) per byte
+written so far."""
 _POLL_S = 0.5  # how often a waiting process checks that its peers are still alive
 
 
@@ -145,9 +152,26 @@ class _TrackSet:
                 ) from None
             self.handles.append(bw)
 
+    def _room(self, i: int, need: int) -> None:
+        """Refuse a write that may not fit on the disk of track ``i``: libBigWig does not
+        survive a full disk (it corrupts its memory and aborts the process), so the check
+        comes before it writes."""
+        folder = os.path.dirname(self.paths[i]) or "."
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return
+        if free < need + LOW_SPACE_BYTES:
+            raise RegtracksError(
+                f"{self.names[i]}: cannot write the bigWig (no space left on device: "
+                f"{free:,} bytes free)"
+            )
+
     def write(self, chrom_idx: int, start: int, block: np.ndarray) -> None:
         """Add ``block`` ``(t, n_bins)`` float32, row i to track i, bins from ``start``."""
         chrom, size, bs = self.chroms[chrom_idx], self.sizes[chrom_idx], self.bin_size
+        if self.handles:  # the tracks share a folder: the block's data bytes, compressed
+            self._room(0, _DATA_BYTES_PER_BIN * block.size)
         n = block.shape[1]
         # bins [0, n_full) are whole; bin n_full (the chromosome's last) may be partial
         n_full = n if start + n * bs <= size else n - 1
@@ -179,6 +203,8 @@ class _TrackSet:
         """Finish every file (pyBigWig builds the zoom levels and the index here)."""
         k = len(self.paths) - len(self.handles)
         while self.handles:
+            with contextlib.suppress(OSError):  # zoom levels and index: ~0.45x the data
+                self._room(k, int(os.path.getsize(self.paths[k]) * _CLOSE_BYTES_PER_BYTE))
             try:
                 self.handles.pop(0).close()
             except (RuntimeError, OSError) as exc:
@@ -478,9 +504,10 @@ class BigWigWriter:
                         with contextlib.suppress(queue.Empty):
                             while True:
                                 self._handle(self._outbox.get(timeout=_POLL_S))
+                        cause = write_cause(self.paths[0]) or "out of memory or disk space?"
                         raise RegtracksError(
-                            f"bigWig writer process {wid} died (exit code {proc.exitcode}); "
-                            "out of memory or disk space?"
+                            f"bigWig writer process {wid} died (exit code {proc.exitcode}; "
+                            f"{cause}) writing {self.paths[0].parent}"
                         ) from None
 
     def _acquire(self) -> int:
@@ -758,7 +785,8 @@ def check_bigwig(
 
     Reads the fixed header and follows every offset it holds: the chromosome tree, the data
     index and each zoom level's index must lie inside the file and start with their magic
-    numbers, the data must end inside the file, the header must list ``chrom_sizes``, and, with
+    numbers, the data must end inside the file, the file must end with the magic number (as
+    every bbi writer ends it), the header must list ``chrom_sizes``, and, with
     data, there must be zoom levels (IGV needs them) and the total summary must count
     ``bases`` covered bases (the sum of the spans written). A few hundred bytes are read,
     whatever the file's size.
@@ -809,6 +837,8 @@ def check_bigwig(
                 if struct.unpack("<I", at(z_index, 4))[0] != _RTREE_MAGIC:
                     bad(f"zoom level {z + 1} has no index")
             covered = struct.unpack("<Q", at(summary_off, 8))[0] if summary_off else 0
+            if struct.unpack("<I", at(size - 4, 4))[0] != BIGWIG_MAGIC:
+                bad("no end signature: the file stops before its end")
     except OSError as exc:
         raise RegtracksError(f"{shown}: cannot read the bigWig written ({exc.strerror})") from None
     if bases is not None and covered != bases:

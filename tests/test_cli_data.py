@@ -100,3 +100,83 @@ def test_python_dash_m(tiny):
         [sys.executable, "-m", "regtracks", "--version"], capture_output=True, text=True
     )
     assert r.returncode == 0 and r.stdout.startswith("regtracks ")
+
+
+# --- data checks: FASTA names, chromosome ends, undecodable text, corrupt gzip ---------------
+def _past_end_data(tmp_path):
+    """A 7,820 bp genome whose peaks claim 107,920 bp: chr2:0-100,920 runs past chr2 (820 bp),
+    chr1:7,500-7,600 starts past chr1 (7,000 bp)."""
+    from tests.conftest import write_bed, write_fasta
+
+    fa = write_fasta(tmp_path / "g.fa", {"chr1": "ACGT" * 1_750, "chr2": "ACGT" * 205})
+    write_bed(
+        tmp_path / "a.bed", [("chr1", 0, 7_000), ("chr2", 0, 100_920), ("chr1", 7_500, 7_600)]
+    )
+    m = write_manifest(tmp_path / "m.tsv", [{"name": "A", "category": "TFBS", "path": "a.bed"}])
+    return fa, m
+
+
+def test_summary_clips_intervals_at_chrom_ends(tiny, tmp_path):
+    fa, m = _past_end_data(tmp_path)
+    r = summary(tiny, "--json", genome=fa, markers=m)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["markers"][0]["covered_bp"] == 7_820  # not 107,920
+    assert s["markers"][0]["clipped"] == 2 and s["markers"][0]["intervals"] == 2
+    (rec,) = s["clipped"]
+    assert rec["intervals"] == 2 and rec["past_end"] == 1 and rec["marker"] == "A"
+    assert rec["file"].endswith("a.bed")
+    note = f"2 intervals clipped at chromosome ends in {tmp_path / 'a.bed'}"
+    assert note in " ".join(r.stderr.split())
+    r = summary(tiny, genome=fa, markers=m)  # the table shows the count
+    assert r.exit_code == 0 and "clipped" in r.stdout
+    # --strict: one line naming the file, the line and the chromosome
+    _one_line_error(
+        summary(tiny, "--strict", genome=fa, markers=m), "a.bed:5", "chr2:0-100920", "chr2"
+    )
+    # an exclude BED past the end: clipped and said, or refused with --strict
+    (tmp_path / "ex.bed").write_text("chr2\t4300\t9000\n")  # chr2 of tiny: 4,321 bp
+    ex = str(tmp_path / "ex.bed")
+    r = summary(tiny, "--json", "--exclude", ex)
+    assert r.exit_code == 0, r.output
+    assert [c["marker"] for c in json.loads(r.stdout)["clipped"]] == [None]
+    assert "1 interval clipped at chromosome ends in" in r.stderr
+    _one_line_error(summary(tiny, "--strict", "--exclude", ex), "ex.bed:1", "chr2:4300-9000")
+
+
+def _run(*argv):
+    return subprocess.run(
+        [sys.executable, "-m", "regtracks", *argv], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_duplicate_fasta_names_one_line(tiny, tmp_path):
+    """htslib's own warning (on file descriptor 2) is not shown beside the error."""
+    fa = tmp_path / "dup.fa"
+    fa.write_text(tiny["fasta"].read_text() + ">chr1\nACGTACGT\n")
+    r = _run("data", "summary", "-g", str(fa), "-m", str(tiny["manifest"]), "--window-len", "1000")
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "dup.fa" in lines[0] and "'chr1' appears twice" in lines[0]
+
+
+def test_binary_and_corrupt_inputs_one_line(tiny, tmp_path):
+    import gzip
+
+    bad = tmp_path / "markers.tsv"
+    bad.write_bytes(tiny["manifest"].read_bytes()[:60] + b"\xff\xd8\xff\xe0\x00\x10JFIF\n")
+    _one_line_error(summary(tiny, markers=bad), "markers.tsv:2", "not UTF-8")
+    raw = gzip.compress(b"".join(b"chr1\t%d\t%d\n" % (i, i + 5) for i in range(0, 6_000, 7)))
+    (tmp_path / "crc.bed.gz").write_bytes(raw[:-8] + b"\0\0\0\0" + raw[-4:])
+    (tmp_path / "cut.bed.gz").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "bin.bed").write_bytes(b"chr1\t1\t5\n\x00\x9f\x92\x96\n")
+    for name, needle in (
+        ("crc.bed.gz", "corrupt or truncated gzip"),
+        ("cut.bed.gz", "corrupt or truncated gzip"),
+        ("bin.bed", "bin.bed:2: not UTF-8"),
+    ):
+        m = write_manifest(
+            tmp_path / f"{name}.tsv", [{"name": "A", "category": "TFBS", "path": name}]
+        )
+        _one_line_error(summary(tiny, markers=m), name, needle)

@@ -122,3 +122,129 @@ def test_handles_are_per_process(tiny):
         got = pool.map(_fetch_in_child, list(range(0, 6_000, 700)))
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _dup_fasta(path, *, crlf=False, desc=False, width=7):
+    """chr1, chr2, a second chr1, chr3 (lines of ``width``; optional descriptions, CRLF)."""
+    recs = [("chr1", "ACGT" * 5), ("chr2", "GGCC" * 3), ("chr1", "TTTT" * 6), ("chr3", "AC" * 9)]
+    nl = "\r\n" if crlf else "\n"
+    text = ""
+    for name, seq in recs:
+        text += f">{name}{' some description' if desc else ''}{nl}"
+        text += "".join(seq[i : i + width] + nl for i in range(0, len(seq), width))
+    path.write_bytes(text.encode())
+    return path
+
+
+@pytest.mark.parametrize("backend", ["pysam", "pyfaidx"])
+@pytest.mark.parametrize("crlf,desc", [(False, False), (False, True), (True, True)])
+def test_duplicate_fasta_names_refused(tmp_path, backend, crlf, desc):
+    fa = _dup_fasta(tmp_path / "dup.fa", crlf=crlf, desc=desc)
+    with pytest.raises(RegtracksError) as exc:
+        Genome(fa, backend=backend)
+    msg = str(exc.value)
+    assert "\n" not in msg and "dup.fa" in msg and "'chr1'" in msg and "twice" in msg
+    # an index already there (samtools faidx, which keeps the first chr1) is caught too
+    fai = tmp_path / "dup.fa.fai"
+    if not fai.exists():
+        level = pysam.set_verbosity(0)  # samtools' warning is not the test's
+        pysam.faidx(str(fa))
+        pysam.set_verbosity(level)
+    assert [ln.split("\t")[0] for ln in fai.read_text().splitlines()] == ["chr1", "chr2", "chr3"]
+    with pytest.raises(RegtracksError, match=r"dup\.fa.*'chr1'.*twice"):
+        Genome(fa, backend=backend)
+
+
+def test_duplicate_last_record_and_bgzip(tmp_path):
+    # the second chr1 is the last record: nothing indexed follows it
+    fa = write_fasta(tmp_path / "end.fa", {"chr1": "ACGT" * 30, "chr2": "GG" * 5})
+    with open(fa, "a") as fh:
+        fh.write(">chr2 again\nACGTACGT\nAC\n")
+    with pytest.raises(RegtracksError, match=r"end\.fa.*'chr2'.*twice"):
+        Genome(fa)
+    # bgzip, blocks of 64 kb: the gap is read through the .gzi
+    big = _dup_fasta(tmp_path / "big.fa", width=60)
+    seqs = {f"c{i}": "ACGT" * 20_000 for i in range(3)}
+    extra = write_fasta(tmp_path / "extra.fa", seqs)
+    big.write_bytes(extra.read_bytes() + big.read_bytes() + extra.read_bytes()[:0])
+    bgz = tmp_path / "big.fa.gz"
+    pysam.tabix_compress(str(big), str(bgz))
+    with pytest.raises(RegtracksError, match=r"big\.fa\.gz.*'chr1'.*twice"):
+        Genome(bgz)
+    level = pysam.set_verbosity(0)
+    pysam.faidx(str(bgz))  # samtools' index, first chr1 kept
+    pysam.set_verbosity(level)
+    assert (tmp_path / "big.fa.gz.gzi").stat().st_size > 8  # several blocks
+    with pytest.raises(RegtracksError, match=r"big\.fa\.gz.*'chr1'.*twice"):
+        Genome(bgz)
+
+
+def test_index_with_duplicate_names_refused(tmp_path):
+    fa = write_fasta(tmp_path / "a.fa", {"chr1": "ACGT" * 5, "chr2": "AC"})
+    Genome(fa)
+    fai = tmp_path / "a.fa.fai"
+    first = fai.read_text().splitlines()[0]
+    fai.write_text(fai.read_text() + first.replace("chr1", "chr2", 1) + "\n")
+    with pytest.raises(RegtracksError, match=r"a\.fa\.fai.*'chr2'.*twice"):
+        Genome(fa)
+
+
+@pytest.mark.parametrize("desc", [False, True])
+def test_good_fastas_pass_the_record_check(tmp_path, rng, desc):
+    """Descriptions, CRLF, blank lines at record ends, an empty record (htslib leaves it out of
+    the index) and a last line without a newline are not mistaken for duplicates; bgzip too."""
+    from tests.conftest import random_seq
+
+    parts = []
+    for i, n in enumerate([0, 1, 59, 60, 61, 600, 1234]):
+        head = f">s{i}" + (f" len={n} x y" if desc else "")
+        seq = random_seq(rng, n)
+        body = "".join(seq[k : k + 60] + "\n" for k in range(0, n, 60))
+        parts.append(head + "\n" + body + ("\n" if i == 3 else ""))
+    text = "".join(parts).rstrip("\n")  # the last line lacks its newline
+    fa = tmp_path / "ok.fa"
+    fa.write_text(text)
+    g = Genome(fa)
+    assert g.chroms == [f"s{i}" for i in range(1, 7)]
+    crlf = tmp_path / "crlf.fa"
+    crlf.write_bytes(("\r\n".join("".join(parts).split("\n"))).encode())
+    assert Genome(crlf).chroms == g.chroms
+    bgz = tmp_path / "ok.fa.gz"
+    pysam.tabix_compress(str(fa), str(bgz))
+    assert Genome(bgz).sizes == g.sizes
+
+
+def test_gap_reader_bgzip_matches_plain(tmp_path, rng):
+    """The byte ranges the record check reads are the same through BGZF blocks (ranges that
+    cross block ends, reach the end of the file, or are cut at the limit)."""
+    from regtracks.data.genome import _GapReader
+    from tests.conftest import random_seq
+
+    fa = write_fasta(tmp_path / "r.fa", {f"c{i}": random_seq(rng, 70_000) for i in range(4)})
+    bgz = tmp_path / "r.fa.gz"
+    pysam.tabix_compress(str(fa), str(bgz))
+    Genome(bgz)  # writes the .gzi
+    text = fa.read_bytes()
+    plain, comp = _GapReader(fa, False), _GapReader(bgz, True)
+    assert comp.blocks.shape[0] > 3
+    cases = [
+        (int(a), int(a) + int(n))
+        for a, n in zip(rng.integers(0, len(text), 40), rng.integers(0, 90_000, 40), strict=True)
+    ]
+    cases += [(65_000, 66_000), (len(text) - 10, None), (100, None), (0, 0)]
+    for a, b in cases:
+        got_p, got_c = plain.read(a, b), comp.read(a, b)
+        assert got_p == got_c
+        want = text[a:] if b is None else text[a:b]
+        assert got_p[0] == want[: _GapReader.LIMIT] and got_p[1] == (len(want) <= _GapReader.LIMIT)
+    plain.close()
+    comp.close()
+
+
+def test_cannot_index_names_htslib_reason(tmp_path):
+    fa = tmp_path / "ragged.fa"
+    fa.write_text(">chr1\nACGTACGT\nAC\nACGT\n>chr2\nAAAA\n")
+    with pytest.raises(RegtracksError) as exc:
+        Genome(fa)
+    msg = str(exc.value)
+    assert msg.startswith(f"{fa}: cannot index FASTA (") and "line 4" in msg and "\n" not in msg

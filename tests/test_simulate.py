@@ -426,3 +426,92 @@ def test_broad_density_thins_histone_motifs_only(tmp_path):
         assert thin[motif] < full[motif] - 100, (motif, thin[motif], full[motif])
     for motif in centred:  # 100 per Mbp x 2 Mbp
         assert thin[motif] > 150, (motif, thin[motif])
+
+
+# -- option ranges and output paths: one line each, before any work ----------------------------
+def _sim_cli(*argv):
+    return CliRunner().invoke(app, ["simulate", *argv])
+
+
+def _one_line(r, *needles):
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "Traceback" not in r.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["--seed", "-1"], ["--seed", "-1"]),
+        (["--site-density", "-1"], ["--site-density", ">= 0"]),
+        (["--site-density", "nan"], ["--site-density"]),
+        (["--site-density", "inf"], ["--site-density"]),
+        (["--site-density", "1e9"], ["--site-density 1e+09", "cannot fit", "at most"]),
+        (["--n-markers", "0"], ["--n-markers", "at least 3"]),
+        (["--n-markers", "-5"], ["--n-markers"]),
+        (["--n-chroms", "0"], ["--n-chroms", "at least 1"]),
+        (["--n-chroms", "-2"], ["--n-chroms"]),
+        (["--chrom-len", "0"], ["--chrom-len"]),
+        (["--chrom-len", "-100"], ["--chrom-len"]),
+        (["--chrom-len", "10000000000"], ["--chrom-len", "4,294,967,295"]),
+    ],
+)
+def test_simulate_option_ranges(tmp_path, argv, needles):
+    out = tmp_path / "o"
+    _one_line(
+        _sim_cli("--out", str(out), "--n-chroms", "1", "--chrom-len", "50000", *argv), *needles
+    )
+    assert not out.exists()  # refused before anything was written
+
+
+def test_site_density_bound_is_what_fits(tmp_path):
+    """The bound: the planted sites of every motif, which never overlap, fill the genome."""
+    from regtracks.data.simulate import MOTIFS
+
+    total = sum(len(seq) for _, seq in MOTIFS[:8])  # n_markers <= 8: the first 8 motifs
+    most = 1e6 / total
+    cfg = replace(CFG, n_chroms=1, chrom_len=50_000, n_markers=3)
+    from regtracks._util import RegtracksError
+
+    with pytest.raises(RegtracksError, match=rf"at most {int(most):,}$"):
+        simulate(tmp_path / "a", replace(cfg, site_density=most * 1.01))
+    assert not (tmp_path / "a").exists()
+    simulate(tmp_path / "b", replace(cfg, site_density=most * 0.5))  # dense, but fits
+    sites = (tmp_path / "b" / "truth.bed").read_text().count("\n")
+    assert sites > 0.3 * 50_000 / total * 8 * 0.5  # many sites
+
+
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("gc", 1.0, "gc"),
+        ("gc", 0.0, "gc"),
+        ("n_gaps_per_chrom", -1, "n_gaps_per_chrom"),
+        ("softmask_fraction", 1.5, "softmask_fraction"),
+        ("noise", -0.1, "noise"),
+        ("mutation", 2.0, "mutation"),
+        ("distal_min", 0, "distal_min"),
+        ("distal_max", 500, "distal_max"),
+        ("broad_density", -3.0, "broad_density"),
+        ("seed", 1.5, "--seed"),
+    ],
+)
+def test_simulate_config_ranges(tmp_path, field, value, needle):
+    from regtracks._util import RegtracksError
+
+    with pytest.raises(RegtracksError, match=needle) as exc:
+        simulate(tmp_path / "o", replace(CFG, **{field: value}))
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_simulate_output_path_errors(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    small = ["--n-chroms", "1", "--chrom-len", "50000", "--n-markers", "3"]
+    _one_line(_sim_cli("--out", str(f), *small), str(f), "is a file")
+    _one_line(_sim_cli("--out", str(f / "sub"), *small), str(f), "is a file")
+    assert f.read_text() == "x"

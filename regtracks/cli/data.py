@@ -30,10 +30,13 @@ app.add_typer(data_app, name="data")
 
 def prepare_task(data: DataOptions, seed: int, *, show: bool = True):
     """:func:`regtracks.data.prepare.prepare` of the data options, with a progress bar and its
-    one-line notes (``show=False``: neither, as on the other ranks of a torchrun)."""
-    from regtracks.data.prepare import prepare
+    one-line notes (``show=False``: neither, as on the other ranks of a torchrun);
+    ``--strict`` refuses intervals past a chromosome's end instead of clipping them."""
+    from rich.markup import escape
 
-    kw = dict(task=data.task, cfg=data.config(seed), exclude=data.exclude)
+    from regtracks.data.prepare import clipped_notes, prepare
+
+    kw = dict(task=data.task, cfg=data.config(seed), exclude=data.exclude, strict=data.strict)
     if not show:
         return prepare(data.genome, data.markers, **kw)
     with progress_bar("reading peaks") as update:
@@ -41,6 +44,8 @@ def prepare_task(data: DataOptions, seed: int, *, show: bool = True):
     miss = td.intervals.missing_summary()
     if miss:
         info(f"[yellow]note:[/yellow] {miss}")
+    for note in clipped_notes(td):
+        info(f"[yellow]note:[/yellow] {escape(note)}")
     if td.samples.split_info.mode == "chrom" and td.samples.split_info.auto:
         info(
             "[yellow]note:[/yellow] chr7/chr8/chr9 not all in the genome; "
@@ -133,15 +138,18 @@ def print_summary(s: dict) -> None:
         t.add_row(name, f"{v['windows']:,}", chroms)
     con.print(t)
     t = Table(title="markers")
-    for col in ("name", "category", "peaks", "intervals", "covered bp", "positive %"):
+    clipped = any(m.get("clipped") for m in s["markers"])
+    cols = ["name", "category", "peaks", "intervals", "covered bp", "positive %"]
+    for col in cols + (["clipped"] if clipped else []):
         t.add_column(col, justify="left" if col in ("name", "category") else "right")
     for m in s["markers"]:
-        t.add_row(
+        row = [
             m["name"],
             m["category"],
             f"{m['peaks']:,}",
             f"{m['intervals']:,}",
             f"{m['covered_bp']:,}",
             f"{100 * m['positive_fraction']:.3f}",
-        )
+        ]
+        t.add_row(*row, *([f"{m.get('clipped', 0):,}"] if clipped else []))
     con.print(t)

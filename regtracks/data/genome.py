@@ -11,8 +11,13 @@ The ``.fai`` (and ``.gzi`` for bgzip) index is built once, in the process that o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
+import sys
+import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +85,103 @@ def _stem(path: Path) -> str:
     return name
 
 
+class _GapReader:
+    """Reads byte ranges of a FASTA's text, plain or bgzip (from the block its ``.gzi`` says
+    holds the start, one block at a time; the last block read is kept)."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self, path: Path, compressed: bool):
+        self.blocks = None
+        if compressed:
+            raw = Path(str(path) + ".gzi").read_bytes()
+            n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else 0
+            body = raw[8 : 8 + 16 * n]
+            pairs = np.frombuffer(body[: len(body) // 16 * 16], dtype="<u8").reshape(-1, 2)
+            self.blocks = np.vstack([np.zeros((1, 2), dtype=np.int64), pairs.astype(np.int64)])
+        self.fh = open(path, "rb")
+        self._cached: tuple[int, bytes, int] | None = None  # (offset, text, block size)
+
+    def _block(self, coff: int) -> tuple[bytes, int] | None:
+        """The text of the BGZF block at ``coff`` and the block's size (None past the end)."""
+        if self._cached is not None and self._cached[0] == coff:
+            return self._cached[1], self._cached[2]
+        self.fh.seek(coff)
+        head = self.fh.read(18)
+        if len(head) < 18 or head[:2] != b"\x1f\x8b":
+            return None
+        size = int.from_bytes(head[16:18], "little") + 1
+        text = zlib.decompress(head + self.fh.read(size - 18), 31)
+        self._cached = (coff, text, size)
+        return text, size
+
+    def read(self, start: int, end: int | None) -> tuple[bytes, bool]:
+        """Bytes ``[start, end)`` of the text (``end`` None: to the end of the file), at most
+        :attr:`LIMIT` of them; and whether that was all of them."""
+        want = self.LIMIT + 1 if end is None else min(max(end - start, 0), self.LIMIT)
+        if self.blocks is None:
+            self.fh.seek(start)
+            data = self.fh.read(want)
+        else:
+            k = max(int(np.searchsorted(self.blocks[:, 1], start, side="right")) - 1, 0)
+            coff, uoff = (int(v) for v in self.blocks[k])
+            out = bytearray()
+            while len(out) < want:
+                got = self._block(coff)
+                if got is None:
+                    break
+                text, size = got
+                if start < uoff + len(text):
+                    lo = max(start - uoff, 0)
+                    out += text[lo : lo + want - len(out)]
+                coff, uoff = coff + size, uoff + len(text)
+            data = bytes(out)
+        if end is None:
+            return data[: self.LIMIT], len(data) <= self.LIMIT
+        return data, end - start <= self.LIMIT or len(data) < want  # (or the file ended)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """Catch what C libraries write to file descriptor 2 during the block; yields a function
+    that returns it once the block is over ("" where fd 2 cannot be redirected)."""
+    got: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile() as tmp:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: got[0] if got else ""
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            got.append(tmp.read().decode(errors="replace"))
+
+
+def _htslib_message(text: str) -> str:
+    """The last ``[E::...]`` (else ``[W::...]``) message of htslib in ``text``, untagged."""
+    found = re.findall(r"\[([EW])::[^\]]*\]\s*(.+)", text)
+    for level in ("E", "W"):
+        msgs = [m for lv, m in found if lv == level]
+        if msgs:
+            return msgs[-1].strip()
+    return ""
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
 class Genome:
     """A FASTA genome with random access.
 
@@ -95,7 +197,9 @@ class Genome:
     Raises
     ------
     RegtracksError
-        Missing file, plain-gzip FASTA, or a FASTA that cannot be indexed.
+        Missing file, plain-gzip FASTA, a FASTA that cannot be indexed (htslib's reason in
+        the message), or one naming a sequence twice (htslib would keep the first record of
+        the name; checked on every open, also against a ``.fai`` made by ``samtools faidx``).
     """
 
     def __init__(self, path: str | os.PathLike, *, backend: str = "auto", name: str | None = None):
@@ -137,11 +241,19 @@ class Genome:
             return
         import pysam
 
-        try:
-            pysam.faidx(str(self.path))
-        except Exception as exc:  # pysam raises several types; all mean "cannot index"
-            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise RegtracksError(f"{self.path}: cannot index FASTA ({msg})") from None
+        # htslib writes its warnings and errors to fd 2: caught, its reason goes in the error
+        level = pysam.set_verbosity(3)
+        with _captured_stderr() as said:
+            try:
+                pysam.faidx(str(self.path))
+                failed = None
+            except Exception as exc:  # pysam raises several types; all mean "cannot index"
+                failed = exc
+            finally:
+                pysam.set_verbosity(level)
+        if failed is not None:
+            why = _htslib_message(said()) or _last_line(failed)
+            raise RegtracksError(f"{self.path}: cannot index FASTA ({why})") from None
         if not fai.exists():
             raise RegtracksError(
                 f"{self.path}: cannot index FASTA (no .fai written; is the folder writable "
@@ -149,14 +261,79 @@ class Genome:
             )
 
     def _read_fai(self) -> tuple[list[str], dict[str, int]]:
-        chroms, sizes = [], {}
-        with open(self.fai_path) as fh:
-            for line in fh:
-                f = line.rstrip("\n").split("\t")
-                if len(f) >= 2 and f[0]:
-                    chroms.append(f[0])
-                    sizes[f[0]] = int(f[1])
+        """Names and sizes from the ``.fai``, after checking that no record of the FASTA was
+        left out of it for repeating a name (htslib keeps the first record of a name and says
+        so only in a warning)."""
+        chroms, sizes, rows = [], {}, []
+        with open(self.fai_path, errors="replace") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                f = line.rstrip("\r\n").split("\t")
+                if len(f) < 2 or not f[0]:
+                    continue
+                if f[0] in sizes:
+                    raise RegtracksError(
+                        f"{self.fai_path}:{lineno}: sequence name {f[0]!r} appears twice in "
+                        f"the index of {self.path.name}; rename one of its records"
+                    )
+                try:
+                    size = int(f[1])
+                    row = (int(f[2]), int(f[3]), int(f[4])) if len(f) >= 5 else None
+                except ValueError:
+                    raise RegtracksError(
+                        f"{self.fai_path}:{lineno}: not a FASTA index line; delete the .fai "
+                        "and it is rebuilt"
+                    ) from None
+                chroms.append(f[0])
+                sizes[f[0]] = size
+                rows.append((f[0], size, row))
+        self._check_skipped_records(rows)
         return chroms, sizes
+
+    def _check_skipped_records(self, rows: list[tuple[str, int, tuple | None]]) -> None:
+        """Raise when the FASTA holds a record that the index lacks under a name it has.
+
+        Each ``.fai`` row says where its sequence's bytes start and how they are laid out, so
+        the bytes from one sequence's end to the next one's start are the next header line
+        (and blank lines); a record htslib left out for its repeated name lies there. Only
+        these gaps are read (through the ``.gzi`` for bgzip), and none where a gap is exactly
+        ``>name`` and a line end.
+        """
+        if not rows or any(r is None for _, _, r in rows):
+            return
+        names = {name for name, _, _ in rows}
+        try:
+            reader = _GapReader(self.path, self.compressed)
+        except OSError as exc:
+            raise RegtracksError(f"{self.path}: cannot read the FASTA ({exc})") from None
+        try:
+            for k, (_name, size, (offset, lbases, lwidth)) in enumerate(rows):
+                if lbases <= 0:
+                    continue
+                full, rem = divmod(size, lbases)
+                end = offset + full * lwidth + (rem + lwidth - lbases if rem else 0)
+                nxt = rows[k + 1] if k + 1 < len(rows) else None
+                if nxt is not None and nxt[2][0] - end == len(nxt[0].encode()) + 1 + (
+                    lwidth - lbases
+                ):
+                    continue  # exactly ">name" and a line end: nothing left out
+                data, whole = reader.read(end, None if nxt is None else nxt[2][0])
+                heads = [ln for ln in data.split(b"\n") if ln.startswith(b">")]
+                if nxt is not None and whole:
+                    heads = heads[:-1]  # the next indexed record's own header
+                seen: set[str] = set()
+                for h in heads:
+                    parts = h[1:].split()
+                    skipped = parts[0].decode(errors="replace") if parts else ""
+                    if skipped in names or skipped in seen:
+                        raise RegtracksError(
+                            f"{self.path}: sequence name {skipped!r} appears twice (only the "
+                            "first record of a name would be read); rename or remove the other"
+                        )
+                    seen.add(skipped)  # an empty record: htslib leaves it out of the index
+        except (OSError, EOFError, zlib.error) as exc:
+            raise RegtracksError(f"{self.path}: cannot read the FASTA ({exc})") from None
+        finally:
+            reader.close()
 
     @staticmethod
     def _make_aliases(chroms: list[str]) -> dict[str, str]:

@@ -16,10 +16,10 @@ from regtracks._util import RegtracksError, covered_bp
 from regtracks.config import DEFAULT_DATA, DEFAULT_TRAIN, SPLITS, TASKS, DataConfig
 from regtracks.data.genome import Genome
 from regtracks.data.labels import IntervalIndex
-from regtracks.data.markers import MarkerIntervals, MarkerSet, read_bed_intervals
+from regtracks.data.markers import MarkerIntervals, MarkerSet, PeakFile, read_peaks
 from regtracks.data.windows import Samples, dense_windows, sequence_samples
 
-__all__ = ["TaskData", "prepare", "summarize", "positive_fraction"]
+__all__ = ["TaskData", "prepare", "summarize", "positive_fraction", "clipped_notes"]
 
 
 @dataclass
@@ -35,6 +35,7 @@ class TaskData:
     samples: Samples
     exclude: dict | None
     exclude_path: str | None
+    exclude_file: PeakFile | None = None  # as read (its clipped intervals counted)
 
     @property
     def n_markers(self) -> int:
@@ -49,6 +50,7 @@ def prepare(
     cfg: DataConfig = DEFAULT_DATA,
     exclude: str | os.PathLike | None = None,
     progress=None,
+    strict: bool = False,
 ) -> TaskData:
     """Open the genome, read every peak file and build the task's samples and splits.
 
@@ -63,17 +65,22 @@ def prepare(
         ``cfg.max_excluded`` covered are dropped.
     progress : callable, optional
         ``progress(i, n, marker_name)`` while peak files are read.
+    strict : bool
+        Refuse a peak (or exclude) interval past its chromosome's end, naming the file, line
+        and chromosome; by default such intervals are clipped to the chromosome and counted
+        (:func:`clipped_notes`, ``summarize()["clipped"]``).
     """
     if task not in TASKS:
         raise RegtracksError(f"unknown task {task!r} (expected dense or sequence)")
     g = genome if isinstance(genome, Genome) else Genome(genome)
     ms = markers if isinstance(markers, MarkerSet) else MarkerSet.from_tsv(markers)
-    ex = None
+    ex = ex_file = None
     if exclude is not None:
         if not Path(exclude).is_file():
             raise RegtracksError(f"{exclude}: exclude BED not found")
-        ex = read_bed_intervals(exclude, g)
-    mi = ms.read(g, progress=progress)
+        ex_file = read_peaks(exclude, genome=g, strict=strict)
+        ex = ex_file.on_genome(g)
+    mi = ms.read(g, progress=progress, strict=strict)
     index = IntervalIndex(mi.per_marker)
     if task == "dense":
         samples = dense_windows(g, cfg, exclude=ex)
@@ -89,7 +96,17 @@ def prepare(
         samples=samples,
         exclude=ex,
         exclude_path=None if exclude is None else str(Path(exclude).resolve()),
+        exclude_file=ex_file,
     )
+
+
+def clipped_notes(td: TaskData) -> list[str]:
+    """One line per file (peak files, then the exclude BED) whose intervals ran past a
+    chromosome's end: "N intervals clipped at chromosome ends in FILE"."""
+    notes = td.intervals.clipped_notes()
+    if td.exclude_file is not None and td.exclude_file.n_clipped:
+        notes.append(td.exclude_file.clipped_note())
+    return notes
 
 
 def positive_fraction(td: TaskData, split: str | None = None) -> np.ndarray:
@@ -129,7 +146,11 @@ def summarize(td: TaskData) -> dict:
     Keys: ``task``, ``genome``, ``windows_total``, ``windows_kept``, ``windows_dropped``
     (by reason), ``splits`` (``train``/``valid``/``test`` -> ``windows`` and ``chromosomes``),
     ``split_mode``, ``markers`` (``name``, ``category``, ``peaks``, ``intervals`` after merging,
-    ``covered_bp``, ``positive_fraction`` over kept windows), ``missing_chroms``.
+    ``covered_bp`` of the intervals clipped to the chromosomes, ``clipped``: intervals past a
+    chromosome's end, ``positive_fraction`` over kept windows), ``missing_chroms``,
+    ``clipped`` (one record per file with intervals past a chromosome's end: ``file``,
+    ``marker`` (None for the exclude BED), ``intervals``, ``past_end`` (wholly past it,
+    dropped), ``note``).
     For the sequence task "windows" are the 1000 bp inputs of the labelled bins.
     """
     s = td.samples
@@ -164,9 +185,32 @@ def summarize(td: TaskData) -> dict:
                 "peaks": int(mi.n_peaks[i]),
                 "intervals": mi.n_intervals(i),
                 "covered_bp": mi.covered_bp(i),
+                "clipped": int(mi.clipped_by_marker[i]) if mi.clipped_by_marker else 0,
                 "positive_fraction": float(pf[i]),
             }
             for i, m in enumerate(td.markers)
         ],
         "missing_chroms": {k: int(v) for k, v in mi.missing_chroms.items()},
+        "clipped": _clipped_records(td),
     }
+
+
+def _clipped_records(td: TaskData) -> list[dict]:
+    mi = td.intervals
+    files = [
+        (m.name, PeakFile(path=td.markers.peak_path(m), n_clipped=n, n_past_end=k))
+        for m, n, k in zip(td.markers, mi.clipped_by_marker, mi.past_end_by_marker, strict=False)
+    ]  # empty lists when the intervals were not read by MarkerSet.read
+    if td.exclude_file is not None:
+        files.append((None, td.exclude_file))
+    return [
+        {
+            "file": str(pf.path),
+            "marker": name,
+            "intervals": int(pf.n_clipped),
+            "past_end": int(pf.n_past_end),
+            "note": pf.clipped_note(),
+        }
+        for name, pf in files
+        if pf.n_clipped
+    ]

@@ -69,12 +69,20 @@ from pathlib import Path
 
 import numpy as np
 
-from regtracks._util import RegtracksError, atomic_path, write_text_atomic
+from regtracks._util import RegtracksError, atomic_path, check_output_folder, write_text_atomic
 from regtracks.config import CATEGORY_COLORS, DEFAULT_SIM, SimConfig
 from regtracks.data.genome import Genome, _runs, encode, write_fasta_record
 from regtracks.data.motifs import Motif, read_motifs
 
-__all__ = ["simulate", "sim_config", "SimResult", "MarkerRule", "MOTIFS", "plan_markers"]
+__all__ = [
+    "simulate",
+    "sim_config",
+    "check_config",
+    "SimResult",
+    "MarkerRule",
+    "MOTIFS",
+    "plan_markers",
+]
 
 # Ordered by GC content, highest first: plan_markers gives the first motifs to the TFBS markers,
 # so the local and distal rules use the most distinctive motifs. In the 41 % GC background these
@@ -342,6 +350,105 @@ def sim_config(*, real_genome: bool = False, **given) -> SimConfig:
     return replace(base, **given)
 
 
+MAX_CHROM_LEN = 2**32 - 1
+"""The longest chromosome bigWig and bigBed files can hold (32-bit coordinates)."""
+
+
+def check_config(
+    cfg: SimConfig, *, real_genome: bool = False, motif_len: np.ndarray | None = None
+) -> None:
+    """Check the ranges of a simulation's options, before any work (one line each, naming the
+    option). ``motif_len``: the lengths of the motifs planted (default: the consensus
+    library's), which bound the site density (sites never overlap).
+
+    Raises
+    ------
+    RegtracksError
+        "--seed must be an integer >= 0, got -1", "--site-density 1e+09 sites per Mbp cannot
+        fit: ...; at most 919" and the like.
+    """
+
+    def number(value, what: str, *, lo=None, hi=None, open_=False, integer=False) -> None:
+        """``lo <= value <= hi`` (``open_``: ``lo < value < hi``), finite, an integer if asked."""
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and (not integer or float(value).is_integer())
+        if ok and lo is not None:
+            ok = value > lo if open_ else value >= lo
+        if ok and hi is not None:
+            ok = value < hi if open_ else value <= hi
+        if not ok:
+            raise RegtracksError(f"{what}, got {value}")
+
+    number(cfg.seed, "--seed must be an integer >= 0", lo=0, integer=True)
+    number(cfg.n_markers, "--n-markers must be at least 3 (one per category)", lo=3, integer=True)
+    for opt, value in (("--site-density", cfg.site_density), ("broad_density", cfg.broad_density)):
+        if value is not None:
+            number(value, f"{opt} must be a number >= 0 (sites per Mbp)", lo=0)
+    if motif_len is None:
+        motif_len = _library_lengths(int(min(64, max(8, cfg.n_markers))))
+    _check_site_density(cfg, motif_len)
+    if real_genome:
+        number(cfg.n_chroms, "--n-chroms must be at least 1 (0: all)", lo=0, integer=True)
+        if cfg.chrom_len != 0:
+            number(
+                cfg.chrom_len,
+                "--chrom-len must be at least 1,000 bp with --genome (0: whole)",
+                lo=1_000,
+                hi=MAX_CHROM_LEN,
+                integer=True,
+            )
+    else:
+        number(cfg.n_chroms, "--n-chroms must be at least 1", lo=1, integer=True)
+        number(
+            cfg.chrom_len,
+            f"--chrom-len must be 50,000 to {MAX_CHROM_LEN:,} bp",
+            lo=50_000,
+            hi=MAX_CHROM_LEN,
+            integer=True,
+        )
+        number(cfg.gc, "gc must be between 0 and 1", lo=0, hi=1, open_=True)
+        number(cfg.n_gaps_per_chrom, "n_gaps_per_chrom must be an integer >= 0", lo=0, integer=True)
+        number(cfg.softmask_fraction, "softmask_fraction must be between 0 and 1", lo=0, hi=1)
+    number(cfg.distal_min, "distal_min must be an integer >= 1 (bp)", lo=1, integer=True)
+    number(
+        cfg.distal_max, f"distal_max must be an integer >= distal_min ({cfg.distal_min})",
+        lo=cfg.distal_min, integer=True,
+    )  # fmt: skip
+    number(cfg.noise, "noise must be between 0 and 1", lo=0, hi=1)
+    number(cfg.mutation, "mutation must be between 0 and 1", lo=0, hi=1)
+
+
+def _library_lengths(n_motifs: int) -> np.ndarray:
+    """The motif lengths of :func:`_library` (random motifs beyond the built-in are 10 bp)."""
+    known = [len(seq) for _, seq in MOTIFS[:n_motifs]]
+    return np.array(known + [10] * (n_motifs - len(known)), dtype=np.int64)
+
+
+def _check_site_density(cfg: SimConfig, motif_len: np.ndarray) -> None:
+    """Sites never overlap: at most ``1e6 / sum(motif lengths)`` sites per Mbp of each motif
+    fit (then the motifs would cover the whole genome)."""
+    most = 1e6 / float(motif_len.sum())
+    for opt, value in (("--site-density", cfg.site_density), ("broad_density", cfg.broad_density)):
+        if value is not None and value > most:
+            cover = value * float(motif_len.sum()) / 1e4
+            raise RegtracksError(
+                f"{opt} {value:g} sites per Mbp cannot fit: {motif_len.size} motifs of "
+                f"{int(motif_len.sum()):,} bp in all would cover {cover:,.0f}% of the genome "
+                f"(sites never overlap); at most {math.floor(most):,}"
+            )
+
+
+def _check_out_path(out: Path) -> None:
+    """The output folder, or a folder above it, is a file: one line naming it (nothing is
+    made here; :func:`~regtracks._util.check_output_folder` makes the folder before the
+    work)."""
+    if out.exists() and not out.is_dir():
+        raise RegtracksError(f"{out}: the output folder is a file; name a folder")
+    for p in reversed(out.parents):
+        if p.exists() and not p.is_dir():
+            raise RegtracksError(f"{out}: cannot create the folder: {p} is a file")
+
+
 def simulate(
     out_dir: str | Path,
     cfg: SimConfig | None = None,
@@ -381,45 +488,10 @@ def simulate(
         cfg = sim_config(real_genome=genome is not None)
     out = Path(out_dir)
     g: Genome | None = None
-    for opt, value in (("--site-density", cfg.site_density), ("broad_density", cfg.broad_density)):
-        if value is not None and not (value >= 0 and math.isfinite(value)):
-            raise RegtracksError(f"{opt} must be a number >= 0 (sites per Mbp), got {value}")
-    if cfg.seed < 0:
-        raise RegtracksError(f"--seed must be >= 0, got {cfg.seed}")
-    if genome is None:
-        if cfg.n_chroms < 1:
-            raise RegtracksError(f"--n-chroms must be at least 1, got {cfg.n_chroms}")
-        if cfg.chrom_len < 50_000:
-            raise RegtracksError(f"--chrom-len must be at least 50,000 bp, got {cfg.chrom_len:,}")
-        if not 0.0 < cfg.gc < 1.0:
-            raise RegtracksError(f"gc must be between 0 and 1, got {cfg.gc}")
-        chroms = [f"chr{i + 1}" for i in range(cfg.n_chroms)]
-        lengths = [cfg.chrom_len] * cfg.n_chroms
-    else:
-        if cfg.n_chroms < 0:
-            raise RegtracksError(f"--n-chroms must be at least 1 (0: all), got {cfg.n_chroms}")
-        if cfg.chrom_len != 0 and cfg.chrom_len < 1_000:
-            raise RegtracksError(
-                f"--chrom-len must be at least 1,000 bp with --genome (0: whole), "
-                f"got {cfg.chrom_len:,}"
-            )
-        g = genome if isinstance(genome, Genome) else Genome(genome)
-        if g.path == (out / "genome.fa").resolve():
-            raise RegtracksError(f"--genome {g.path} is the output genome; choose another --out")
-        sizes = g.chrom_sizes[: cfg.n_chroms] if cfg.n_chroms else g.chrom_sizes
-        chroms = [c for c, _ in sizes]
-        lengths = [min(n, cfg.chrom_len) if cfg.chrom_len else n for _, n in sizes]
+    _check_out_path(out)
     pwms = None if motifs is None else _load_motifs(motifs)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(cfg.seed)
-    n_motifs = int(min(64, max(8, cfg.n_markers)))
-    if pwms is None:
-        lib = _library(n_motifs, rng)
-        motif_names = [m[0] for m in lib]
-        motif_codes = [np.array([_CODES[b] for b in seq], dtype=np.uint8) for _, seq in lib]
-        motif_len = np.array([len(seq) for _, seq in lib], dtype=np.int64)
-        rules = plan_markers(cfg.n_markers, n_motifs)
-    else:
+    n_motifs = int(min(64, max(8, cfg.n_markers))) if isinstance(cfg.n_markers, int) else 8
+    if pwms is not None:
         if len(pwms) < 2:
             raise RegtracksError(
                 f"--motifs {motifs}: {len(pwms)} motif; the rules need at least 2 (distal "
@@ -427,10 +499,34 @@ def simulate(
             )
         pwms = pwms[:n_motifs]
         n_motifs = len(pwms)
+    check_config(
+        cfg,
+        real_genome=genome is not None,
+        motif_len=None if pwms is None else np.array([len(m) for m in pwms], dtype=np.int64),
+    )
+    if genome is None:
+        chroms = [f"chr{i + 1}" for i in range(cfg.n_chroms)]
+        lengths = [cfg.chrom_len] * cfg.n_chroms
+    else:
+        g = genome if isinstance(genome, Genome) else Genome(genome)
+        if g.path == (out / "genome.fa").resolve():
+            raise RegtracksError(f"--genome {g.path} is the output genome; choose another --out")
+        sizes = g.chrom_sizes[: cfg.n_chroms] if cfg.n_chroms else g.chrom_sizes
+        chroms = [c for c, _ in sizes]
+        lengths = [min(n, cfg.chrom_len) if cfg.chrom_len else n for _, n in sizes]
+    rng = np.random.default_rng(cfg.seed)
+    if pwms is None:
+        lib = _library(n_motifs, rng)
+        motif_names = [m[0] for m in lib]
+        motif_codes = [np.array([_CODES[b] for b in seq], dtype=np.uint8) for _, seq in lib]
+        motif_len = np.array([len(seq) for _, seq in lib], dtype=np.int64)
+        rules = plan_markers(cfg.n_markers, n_motifs)
+    else:
         motif_names = _unique_motif_names(pwms)
         motif_cdf = [np.cumsum(m.matrix, axis=1) for m in pwms]
         motif_len = np.array([len(m) for m in pwms], dtype=np.int64)
         rules = plan_markers(cfg.n_markers, n_motifs, motif_names)
+    check_output_folder(out)
     # per-marker width scale for broad domains
     peaks_tmp = out / ".peaks.tmp"
     if peaks_tmp.exists():

@@ -145,6 +145,18 @@ def _check_cfg(cfg: DataConfig) -> None:
         raise RegtracksError(f"--max-n must be between 0 and 1, got {cfg.max_n}")
     if cfg.split not in ("chrom", "random"):
         raise RegtracksError(f"--split must be chrom or random, got {cfg.split!r}")
+    if cfg.seed < 0:  # numpy takes no negative seed
+        raise RegtracksError(f"--seed must be >= 0, got {cfg.seed}")
+    for what, value in (("valid", cfg.valid_fraction), ("test", cfg.test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise RegtracksError(f"the {what} fraction must be in [0, 1), got {value}")
+    if cfg.valid_fraction + cfg.test_fraction >= 1.0:
+        raise RegtracksError("the valid and test fractions leave nothing to train on")
+    if not 0.0 < cfg.min_overlap <= 1.0 or not cfg.negative_ratio >= 0:
+        raise RegtracksError(
+            "sequence task needs 0 < min overlap <= 1 and negative ratio >= 0, got "
+            f"{cfg.min_overlap} and {cfg.negative_ratio}"
+        )
     if cfg.bin_size <= 0 or cfg.seq_len < cfg.bin_size:
         raise RegtracksError(
             f"sequence task needs 0 < bin size ({cfg.bin_size}) <= input length ({cfg.seq_len})"

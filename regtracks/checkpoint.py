@@ -24,11 +24,12 @@ genome it was trained on (checked by chromosome names and sizes).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from regtracks import __version__
-from regtracks._util import RegtracksError, atomic_path
+from regtracks._util import RegtracksError, atomic_path, write_cause
 from regtracks.config import DEFAULT_RUNTIME, DataConfig
 
 __all__ = [
@@ -66,8 +67,19 @@ def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
     """Write ``ckpt`` atomically (temporary file, then rename)."""
     import torch
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, check=_check_saved) as tmp:
         torch.save(ckpt, tmp)
+
+
+def _check_saved(path: Path) -> None:
+    """A checkpoint just written is a whole zip archive (torch.save's format): a short write
+    (full disk) loses its central directory at the end."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise RegtracksError(
+            f"{path}: the checkpoint written is incomplete ({write_cause(path) or 'cut short'})"
+        )
 
 
 _REQUIRED = {
@@ -78,6 +90,11 @@ _REQUIRED = {
     "genome": dict,
     "data": dict,
 }
+_REQUIRED_INSIDE = (
+    ("model", "name", str),
+    ("genome", "chrom_sizes", list),
+    ("data", "window_len", int),
+)
 
 
 @dataclass
@@ -279,16 +296,48 @@ def load_dense(
     return path, ck
 
 
+CHECKPOINT_NAMES = ("best", "last")
+"""What ``--checkpoint`` names in a run folder (or it names a checkpoint file)."""
+
+
 def find_checkpoint(run: str | os.PathLike, *, which: str = DEFAULT_RUNTIME.checkpoint) -> Path:
-    """``RUN/best.pt`` (or ``last.pt``) of a run folder, or the file itself."""
+    """The checkpoint of a run: ``RUN/best.pt`` or ``RUN/last.pt`` (``which``), or a file.
+
+    ``run`` may be the checkpoint file itself; ``which`` may be a checkpoint file too
+    (``--checkpoint PATH``). ``best`` falls back to ``last.pt`` for a run that never
+    validated (no ``best.pt``); ``last`` must exist.
+
+    Raises
+    ------
+    RegtracksError
+        ``which`` is neither ``best``, ``last`` nor an existing file; no such run or file.
+    """
     run = Path(run)
+    which = str(which)
+    if which not in CHECKPOINT_NAMES:
+        path = Path(which).expanduser()
+        if path.is_file():
+            return path
+        if path.is_dir():
+            raise RegtracksError(f"--checkpoint {which} is a folder; name a checkpoint file")
+        looks_like_path = os.sep in which or which.endswith(".pt")
+        raise RegtracksError(
+            f"--checkpoint {which}: no such checkpoint file"
+            if looks_like_path
+            else f"--checkpoint must be best, last or a checkpoint file, got {which!r}"
+        )
     if run.is_file():
         return run
     if not run.exists():
         raise RegtracksError(f"{run}: no such run folder or checkpoint")
-    for name in (f"{which}.pt", "best.pt", "last.pt"):
-        if (run / name).is_file():
-            return run / name
+    if not run.is_dir():
+        raise RegtracksError(f"{run}: not a run folder or a checkpoint file")
+    if (run / f"{which}.pt").is_file():
+        return run / f"{which}.pt"
+    if which == "best" and (run / "last.pt").is_file():
+        return run / "last.pt"  # the run never validated: its last weights are all there is
+    if which == "last" and (run / "best.pt").is_file():
+        raise RegtracksError(f"{run}: no last.pt (use --checkpoint best)")
     raise RegtracksError(f"{run}: not a regtracks run (no best.pt or last.pt)")
 
 
@@ -308,7 +357,9 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> Checkpoin
     if not path.is_file():
         raise RegtracksError(f"{path}: checkpoint not found")
     try:
-        raw = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a file that is no checkpoint: our line, not torch's
+            warnings.simplefilter("ignore")
+            raw = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RegtracksError(
@@ -323,6 +374,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> Checkpoin
         if not isinstance(raw.get(key), kind):
             what = "lacks" if key not in raw else "has a malformed"
             raise RegtracksError(f"{path}: damaged regtracks checkpoint ({what} {key!r} entry)")
+    for key, sub, kind in _REQUIRED_INSIDE:
+        if not isinstance(raw[key].get(sub), kind):
+            raise RegtracksError(f"{path}: damaged regtracks checkpoint (no {key}.{sub})")
+    if not all(isinstance(m, dict) and "name" in m and "category" in m for m in raw["markers"]):
+        raise RegtracksError(f"{path}: damaged regtracks checkpoint (malformed marker table)")
     return Checkpoint(path=path, raw=raw)
 
 

@@ -56,7 +56,10 @@ def stdout():
 
 def fail(msg: str, code: int = 1):
     """One red ``error:`` line on stderr, then exit ``code``."""
-    stderr().print(f"[bold red]error:[/bold red] {msg}", soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message may hold brackets (a file name, a region) that rich would take as markup
+    stderr().print(f"[bold red]error:[/bold red] {escape(msg)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -83,7 +86,9 @@ def info(msg: str) -> None:
 
 def warn(msg: str) -> None:
     """One yellow ``warning:`` line on stderr."""
-    stderr().print(f"[yellow]warning:[/yellow] {msg}", soft_wrap=True)
+    from rich.markup import escape
+
+    stderr().print(f"[yellow]warning:[/yellow] {escape(msg)}", soft_wrap=True)
 
 
 def os_error_line(exc: OSError) -> str:

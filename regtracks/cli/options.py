@@ -134,6 +134,7 @@ SplitOpt = option(str, "--split", help="chrom (hold out chromosomes) or random (
 ValidChromsOpt = option(list[str], "--valid-chroms", help="Validation chromosomes (repeatable, or a comma list).")
 TestChromsOpt = option(list[str], "--test-chroms", help="Test chromosomes (repeatable, or a comma list).")
 ChromsOpt = option(list[str], "--chroms", help="Use only these chromosomes (repeatable, or a comma list).")
+StrictOpt = option(bool, "--strict", help="Refuse peak (and --exclude) intervals that run past a chromosome's end, naming the file and line (default: clip them to the chromosome and say how many).")
 SeedOpt = option(int, "--seed", help="Random seed: the same seed, the same result.")
 
 # --- simulate ----------------------------------------------------------------------------------
@@ -168,7 +169,7 @@ EvalSplitOpt = option(str, "--split", help="Split to score: valid or test.")
 DeviceOpt = option(str, "--device", help="auto, cpu or cuda.")
 ThreadsOpt = option(int, "--threads", help="CPU cores to use, shared by torch, loader workers and bigWig writers (0: OMP_NUM_THREADS if set, else every core this process may use).")
 PrecisionOpt = option(str, "--precision", help="auto (bf16 on CUDA), fp32 or bf16.")
-CheckpointOpt = option(str, "--checkpoint", help="Checkpoint of the run folder: best or last.")
+CheckpointOpt = option(str, "--checkpoint", help="best or last (the run folder's best.pt or last.pt; best falls back to last.pt when the run never validated), or a checkpoint file.")
 MarkerOpt = option(list[str], "--marker", help="Marker name(s): repeatable, or a comma list (default: all).")
 CategoryOpt = option(str, "--category", help="Only markers of this category: TFBS, Histone, DNase.")
 ScanWindowOpt = option(int, "--scan-window", help="Model input length while scanning (default: from the receptive field).")
@@ -213,6 +214,7 @@ class DataOptions(Bundle):
     valid_chroms: ValidChromsOpt = None
     test_chroms: TestChromsOpt = None
     chroms: ChromsOpt = None
+    strict: StrictOpt = False
 
     def config(self, seed: int) -> DataConfig:
         """The DataConfig (validated by the library when it is used)."""

@@ -474,6 +474,7 @@ def benchmark(
             data_cfg=data.config(seed),
             hparams=hparams_per_model(hparam),
             exclude=data.exclude,
+            strict=data.strict,
             on_event=view,
         )
     typer.echo(res.table_md.read_text())

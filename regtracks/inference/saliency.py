@@ -252,6 +252,8 @@ def saliency(
         raise RegtracksError(f"--reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
+    if bin_size < 1:
+        raise RegtracksError(f"--bin-size must be at least 1, got {bin_size}")
     sess = open_session(
         run, genome=genome, which=which, markers=markers, category=category, device=device,
         precision=precision, purpose="base-level saliency tracks",

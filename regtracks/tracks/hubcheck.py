@@ -639,6 +639,8 @@ def check_hub(hub_dir: str | os.PathLike, *, cfg: HubDefaults = DEFAULT_HUB) -> 
         ``problems`` is empty for a good hub.
     """
     path = Path(hub_dir).expanduser()
+    if not path.exists():
+        raise RegtracksError(f"{path}: no such hub folder or hub file")
     hub_file = path if path.is_file() else path / "hub.txt"
     base = hub_file.parent
     ck = _Checker(base, cfg)

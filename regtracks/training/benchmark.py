@@ -141,6 +141,7 @@ def benchmark(
     data_cfg: DataConfig = DEFAULT_DATA,
     hparams: dict[str, dict] | None = None,
     exclude: str | os.PathLike | None = None,
+    strict: bool = False,
     on_event=None,
     progress=None,
 ) -> BenchmarkResult:
@@ -163,6 +164,10 @@ def benchmark(
     hparams : dict model -> dict, optional
         Fixed hyperparameters per model (``"*"`` applies to every model that has the key);
         values may be strings (converted to the defaults' types).
+    exclude : path, optional
+        BED of excluded regions.
+    strict : bool
+        Refuse peak intervals past a chromosome's end (default: clip them).
     on_event : callable, optional
         ``on_event(event: dict)``: ``model`` / ``config`` / ``skip`` events and the training
         events of :func:`regtracks.training.train.train`.
@@ -194,7 +199,7 @@ def benchmark(
         )
     hparams = hparams or {}
     out = check_output_folder(out_dir, "benchmark folder")
-    td = prepare(genome, markers, task=task, cfg=data_cfg, exclude=exclude)
+    td = prepare(genome, markers, task=task, cfg=data_cfg, exclude=exclude, strict=strict)
     rules = {m.name: r for m in td.markers if (r := _rule_of(m.description))}
     rows = []
 

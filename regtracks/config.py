@@ -341,10 +341,16 @@ DEFAULT_BIGWIG = BigWigDefaults()
 
 @dataclass(frozen=True)
 class ServeDefaults:
-    """``regtracks serve``: where the static hub server listens (port 0 picks a free port)."""
+    """``regtracks serve``: where the static hub server listens (port 0 picks a free port),
+    and its bounds: a connection silent for ``timeout`` seconds is closed; ``max_workers``
+    connections are served at once (a thread each), ``max_waiting`` more wait for a thread,
+    and any beyond those are answered 503."""
 
     host: str = "127.0.0.1"
     port: int = 8000
+    timeout: float = 30.0
+    max_workers: int = 32
+    max_waiting: int = 128
 
 
 DEFAULT_SERVE = ServeDefaults()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 from typer.testing import CliRunner
 
+from regtracks._util import RegtracksError
 from regtracks.cli import app
 from regtracks.tracks.serve import make_server, parse_range, server_info
 
@@ -217,6 +221,119 @@ def test_parse_range_by_hand():
     assert parse_range("bytes=-10", 100) == (90, 99)
     assert parse_range("bytes=100-", 100) == (-1, -1)
     assert parse_range("bytes=-", 100) is None
+
+
+def test_parse_range_never_parses_numbers_longer_than_the_size():
+    huge = "9" * 5000  # int() refuses more than 4,300 digits
+    assert parse_range(f"bytes={huge}-", 100) == (-1, -1)  # starts past the end
+    assert parse_range(f"bytes={huge}-{huge}9", 100) == (-1, -1)
+    assert parse_range(f"bytes=5-{huge}", 100) == (5, 99)  # the end is clipped to the file
+    assert parse_range(f"bytes=-{huge}", 100) == (0, 99)  # a suffix longer than the file
+    assert parse_range(f"bytes={'0' * 5000}7-{'0' * 5000}9", 100) == (7, 9)  # leading zeros
+    assert parse_range("bytes=1000-", 999) == (-1, -1)  # one digit more than the size
+    assert parse_range("bytes=998-1000", 999) == (998, 998)
+    assert parse_range("bytes=0-", 0) == (-1, -1)
+
+
+@contextlib.contextmanager
+def _serving(hub, **kw):
+    lines = []
+    srv = make_server(hub, "127.0.0.1", 0, log=lines.append, **kw)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    srv.lines = lines
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _connect(srv):
+    sock = socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=30)
+    return sock
+
+
+def _wait_until(cond, what):
+    """Wait for a condition of the server (a state reached, not a duration measured)."""
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < 30, what
+        time.sleep(0.01)
+
+
+def _answer(sock) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_range_of_thousands_of_digits_is_answered(server):
+    huge = "9" * 5000
+    status, h, body = _get(server, "/hg38/CTCF.bw", {"Range": f"bytes={huge}-"})
+    assert status == 416 and body == b"" and h["Content-Range"] == f"bytes */{len(BLOB)}"
+    status, h, body = _get(server, "/hg38/CTCF.bw", {"Range": f"bytes=10-{huge}"})
+    assert status == 206 and body == BLOB[10:]
+    status, h, body = _get(server, "/hg38/CTCF.bw", {"Range": f"bytes=-{huge}"})
+    assert status == 206 and body == BLOB
+    assert not [line for line in server.lines if "error" in line]
+
+
+def test_idle_connections_are_closed_after_the_timeout(hub):
+    with _serving(hub, timeout=0.2) as srv:
+        sock = _connect(srv)  # connects and says nothing
+        assert _answer(sock) == b""  # closed by the server (the client would wait 30 s)
+        sock.close()
+        # a keep-alive connection that goes quiet after a request: answered, then closed
+        sock = _connect(srv)
+        sock.sendall(b"GET /hub.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = _answer(sock)
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hub test\n")
+        sock.close()
+        _wait_until(lambda: srv.active == 0, "the idle connections were not closed")
+    assert sum("timed out" in line for line in srv.lines) == 2
+
+
+def test_the_thread_pool_is_bounded(hub):
+    with _serving(hub, timeout=60, max_workers=2, max_waiting=1) as srv:
+        idle = [_connect(srv), _connect(srv)]  # hold both threads: they wait for a request
+        _wait_until(lambda: srv.active == 2, "the two connections are not being served")
+        third = _connect(srv)
+        _wait_until(lambda: srv.waiting == 1, "the third connection is not waiting")
+        third.sendall(b"GET /hub.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        fourth = _connect(srv)  # beyond workers + waiting: refused at once
+        refused = _answer(fourth)
+        assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert b"Retry-After: 1" in refused and b"Access-Control-Allow-Origin: *" in refused
+        fourth.close()
+        third.setblocking(False)  # both threads are held: nobody has answered it
+        with pytest.raises(BlockingIOError):
+            third.recv(1)
+        third.setblocking(True)
+        third.settimeout(30)
+        assert srv.active == 2 and len(srv._workers) == 2
+        idle[0].close()  # a thread is free: the waiting connection is served
+        data = _answer(third)
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hub test\n")
+        third.close()
+        idle[1].close()
+        _wait_until(lambda: srv.active == 0 and srv.waiting == 0, "connections left open")
+        assert len(srv._workers) == 2  # no thread was started beyond the bound
+        assert _get(srv, "/hub.txt")[0] == 200
+    assert any("refused" in line and "503" in line for line in srv.lines)
+
+
+def test_server_bounds_are_checked(hub):
+    for kw, needle in (
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"max_workers": 0}, "max_workers"),
+        ({"max_waiting": -1}, "max_waiting"),
+    ):
+        with pytest.raises(RegtracksError, match=needle):
+            make_server(hub, "127.0.0.1", 0, **kw)
 
 
 def test_cli_missing_hub_is_one_line(tmp_path):

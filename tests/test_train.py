@@ -407,3 +407,244 @@ def test_resume_hint_and_runs_without_recorded_options(sim_small, tmp_path, monk
     r = run("train", "--resume", str(out), "--max-steps", "9")
     assert r.exit_code == 130, r.output
     assert f"resume with: regtracks train --resume {out}" in " ".join(r.stderr.split())
+
+
+# --- Ctrl-C: finish the step, save, stop; further Ctrl-Cs wait for the save -----------------
+def _lib_train(sim, out, *, resume=False, on_event=None):
+    """A tiny CPU run of 6 steps through the library (last.pt every 2 steps)."""
+    from regtracks.config import DEFAULT_TRAIN, DataConfig
+    from regtracks.training.train import train
+
+    cfg = DEFAULT_TRAIN.__class__(
+        model="dilated",
+        hparams={"f1": 8, "f2": 8, "f3": 8, "d_hidden": 8},
+        max_steps=6,
+        batch_size=4,
+        workers=0,
+        device="cpu",
+        seed=3,
+        log_every=1,
+        eval_every=0,
+        checkpoint_every=2,
+        max_eval_batches=1,
+    )
+    return train(
+        sim / "genome.fa",
+        sim / "markers.tsv",
+        out,
+        cfg,
+        data_cfg=DataConfig(window_len=2000),
+        resume=resume,
+        on_event=on_event,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(sim_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    res = _lib_train(sim_small, out)
+    assert res.status == "max-steps" and res.step == 6
+    return out / "last.pt"
+
+
+def _sigint():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+# where the Ctrl-Cs land, the step last.pt is left at, the saves of last.pt, what is said
+CTRL_C_CASES = {
+    # first between steps 3 and 4, a second while the checkpoint after step 3 is written
+    "during-save": (3, [2, 3], ["Ctrl-C: finishing this step", "still saving the checkpoint"]),
+    # three inside step 4: the step finishes, then it is saved
+    "in-step": (4, [2, 4], ["Ctrl-C: finishing", "still finishing step 4", "still finishing"]),
+    # first inside step 5, two more while its loss is logged, before the save
+    "bookkeeping": (5, [2, 4, 5], ["Ctrl-C", "stopping at step 5: saving", "stopping at"]),
+    # two during the final validation: the second stops it at once; last.pt holds step 6
+    "in-validation": (6, [2, 4, 6], ["Ctrl-C: stopping after the validation"]),
+    # two while the batch of step 5 is made: no step begun, it stops at step 4
+    "data-wait": (4, [2, 4], ["Ctrl-C: finishing this step", "stopping at step 4: saving"]),
+    # an interrupt inside step 5, after its update: nothing of the torn step is saved
+    "torn-step": (4, [2, 4], ["stopped inside step 5: {last} keeps step 4"]),
+}
+
+
+@pytest.mark.parametrize("where", list(CTRL_C_CASES))
+def test_ctrl_c_saves_whole_steps_only_and_resumes_bit_identical(
+    sim_small, tmp_path, monkeypatch, uninterrupted, where
+):
+    import regtracks.training.train as training
+    from regtracks.training.train import Trainer
+
+    want_step, want_saves, want_said = CTRL_C_CASES[where]
+    out = tmp_path / "run"
+    events, saves, sent = [], [], []
+    real_save, real_step, real_validate = (
+        training.save_checkpoint, torch.optim.Adam.step, Trainer.validate
+    )  # fmt: skip
+
+    def save(path, ck):
+        if path.name == "last.pt":
+            saves.append(ck["metrics"]["step"])
+        if where == "during-save" and len(sent) == 1:
+            sent.append("save")
+            _sigint()
+        real_save(path, ck)
+
+    def on_event(ev):
+        events.append(ev)
+        if ev["event"] != "train":
+            return
+        if where == "during-save" and ev["step"] == 3 and not sent:
+            sent.append("between steps")
+            _sigint()
+        if where == "bookkeeping" and ev["step"] == 5:
+            _sigint()
+            _sigint()
+
+    calls = []
+
+    def opt_step(self, *a, **k):
+        calls.append(1)
+        n = len(calls)  # the step this is
+        if where == "in-step" and n == 4:
+            _sigint()
+            _sigint()
+            _sigint()
+        if where == "bookkeeping" and n == 5:
+            _sigint()
+        result = real_step(self, *a, **k)
+        if where == "torn-step" and n == 5:
+            raise KeyboardInterrupt  # the weights hold step 5, the counters do not
+        return result
+
+    def validate(self):
+        if where == "in-validation":
+            _sigint()
+            _sigint()
+        return real_validate(self)
+
+    real_make_loader, loaders, collated = training.make_loader, [], []
+
+    def make_loader(ds, sampler, collate, **kw):  # the first is the training loader
+        def collate_train(items):  # workers=0: the batches are made in this process
+            collated.append(1)
+            if where == "data-wait" and len(collated) == 5:
+                _sigint()
+                _sigint()
+            return collate(items)
+
+        loaders.append(ds)
+        return real_make_loader(ds, sampler, collate_train if len(loaders) == 1 else collate, **kw)
+
+    monkeypatch.setattr(training, "make_loader", make_loader)
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    monkeypatch.setattr(torch.optim.Adam, "step", opt_step)
+    monkeypatch.setattr(Trainer, "validate", validate)
+    before = signal.getsignal(signal.SIGINT)
+    res = _lib_train(sim_small, out, on_event=on_event)
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert res.status == "interrupted" and res.step == want_step
+    assert events[-1] == {"event": "end", "status": "interrupted", "step": want_step,
+                          "best": None}  # fmt: skip
+    assert saves == want_saves
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["state"]["step"] == last["metrics"]["step"] == want_step
+    said = [e["message"] for e in events if e["event"] == "warning" and e["kind"] == "interrupt"]
+    assert len(said) == len(want_said), said
+    for got, want in zip(said, want_said, strict=True):
+        assert got.startswith(want.format(last=out / "last.pt")), (got, want)
+    if where == "during-save":
+        assert sent == ["between steps", "save"]
+        assert said[1] == f"still saving the checkpoint {out / 'last.pt'}; please wait"
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+    # resumed to the end: bit-identical to the run that was never stopped
+    monkeypatch.undo()
+    res = _lib_train(sim_small, out, resume=True)
+    assert res.status == "max-steps" and res.step == 6
+    _same_state(uninterrupted, out / "last.pt")
+
+
+# --- the run folder: locked for the whole run, stale temporaries cleaned, checked writable -----
+_HOLD = (
+    "import sys\n"
+    "from regtracks._util import folder_lock\n"
+    "with folder_lock(sys.argv[1], 'regtracks predict'):\n"
+    "    print('held', flush=True)\n"
+    "    sys.stdin.readline()\n"
+)
+_TRY = (
+    "import sys\n"
+    "from regtracks._util import RegtracksError, folder_lock\n"
+    "try:\n"
+    "    with folder_lock(sys.argv[1], 'second'):\n"
+    "        print('got it')\n"
+    "except RegtracksError as e:\n"
+    "    print(e)\n"
+)
+
+
+def test_a_second_train_into_the_folder_fails_at_once(sim_small, tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = run(*train_args(sim_small, out, "--max-steps", "2"))
+        one_line_error(r, str(out), f"in use by another regtracks process (pid {holder.pid}")
+        assert not (out / "last.pt").exists() and not (out / "metrics.jsonl").exists()
+    finally:
+        holder.communicate("\n", timeout=30)
+    # while a run trains, the folder is its own: another process is refused, naming it
+    seen = []
+
+    def on_event(ev):
+        if ev["event"] == "train" and not seen:
+            seen.append(
+                subprocess.run(
+                    [sys.executable, "-c", _TRY, str(out)],
+                    capture_output=True, text=True, timeout=60,
+                ).stdout.strip()
+            )  # fmt: skip
+
+    stale = out / ".last.pt.k2j3h4.tmp.pt"  # a killed run's temporary
+    other = out / "evaluate" / ".report.md.ab12cd.tmp.md"  # another writer's: left alone
+    other.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    other.write_text("x")
+    res = _lib_train(sim_small, out, on_event=on_event)
+    assert res.status == "max-steps"
+    assert seen and "in use by another regtracks process" in seen[0]
+    assert f"pid {os.getpid()}: regtracks train" in seen[0]
+    assert not stale.exists() and other.exists()
+    r = subprocess.run(
+        [sys.executable, "-c", _TRY, str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert r.stdout.strip() == "got it"  # released when the run ended
+
+
+def test_the_run_folder_is_checked_before_the_first_step(sim_small, tmp_path, monkeypatch):
+    import errno
+
+    import regtracks._util as util
+
+    real = util.tempfile.mkstemp
+
+    def read_only(*a, prefix=None, **k):
+        if prefix and prefix.startswith(".write-test"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*a, prefix=prefix, **k)
+
+    monkeypatch.setattr(util.tempfile, "mkstemp", read_only)
+    events = []
+    out = tmp_path / "ro"
+    with pytest.raises(ValueError, match=r"ro: run folder not writable \(read-only file system\)"):
+        _lib_train(sim_small, out, on_event=events.append)
+    assert events == [] and not (out / "last.pt").exists()
+    monkeypatch.undo()
+    f = tmp_path / "file"
+    f.write_text("x")
+    one_line_error(run(*train_args(sim_small, f)), str(f), "not a folder")
+    assert f.read_text() == "x"
+    one_line_error(run(*train_args(sim_small, f / "run")), str(f))

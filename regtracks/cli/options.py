@@ -179,6 +179,9 @@ RcAverageOpt = option(bool, "--rc-average", help="Average with the reverse-compl
 WritersOpt = option(int, "--writers", help="bigWig writer processes (0: in this process).")
 RegionOpt = option(str, "--region", "-r", help="chr1:1,000,001-1,100,000 (1-based, inclusive) or a chromosome.")
 ReduceOpt = option(str, "--reduce", help="grad_x_input (gradient at the base present) or norm (paper Fig. 2).")
+TargetOpt = option(str, "--target", help="Outputs back-propagated from: positives (the marker's labels, the paper's Fig. 2; the default when the run's peak files are there, else all), predicted (probability > 0.5) or all.")
+SamplesOpt = option(int, "--samples", help="Output positions sampled (from the --split windows).")
+PlotOpt = option(Path, "--plot", help="Also draw the curve into this PNG (needs matplotlib: pip install 'regtracks[plot]').")
 VcfOpt = option(Path, "--vcf", help="VCF (plain or gzip); REF must match the genome.")
 RadiusOpt = option(int, "--radius", help="Bases scored on each side of a variant.")
 
@@ -192,6 +195,8 @@ EmailOpt = option(str, "--email", help="Contact e-mail of hub.txt (UCSC needs on
 PortOpt = option(int, "--port", "-p", help="Port; 0 picks a free one.")
 HostOpt = option(str, "--host", help="Address to listen on; 0.0.0.0 = every interface.")
 VerboseOpt = option(bool, "--verbose", "-v", help="Log every request.")
+TimeoutOpt = option(float, "--timeout", help="Close a connection silent for this many seconds.")
+MaxConnectionsOpt = option(int, "--max-connections", help="Connections served at once (a thread each); more wait their turn, up to 128 or as many again, and any beyond are answered 503.")
 
 # --- output ------------------------------------------------------------------------------------
 JsonOpt = option(bool, "--json", help="Print JSON to stdout instead of tables.")

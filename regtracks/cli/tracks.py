@@ -7,16 +7,18 @@ from typing import Annotated
 
 import typer
 
-from regtracks.cli.common import Group, command, info, stderr
+from regtracks.cli.common import Group, command, fail, info, stderr
 from regtracks.cli.options import (
     EmailOpt,
     GenomeNameOpt,
     HostOpt,
     HubArg,
     IgvJsOpt,
+    MaxConnectionsOpt,
     OneFileOpt,
     PeaksOpt,
     PortOpt,
+    TimeoutOpt,
     VerboseOpt,
     genome_option,
 )
@@ -38,13 +40,22 @@ def serve(
     port: PortOpt = DEFAULT_SERVE.port,
     host: HostOpt = DEFAULT_SERVE.host,
     verbose: VerboseOpt = False,
+    timeout: TimeoutOpt = DEFAULT_SERVE.timeout,
+    max_connections: MaxConnectionsOpt = DEFAULT_SERVE.max_workers,
 ):
     """Serve a hub folder over HTTP with Range requests and CORS (UCSC, IGV, igv.js).
 
     Prints the URLs to open (the igv.js page first, then hub.txt for UCSC), then serves until
     Ctrl-C.
     """
+    import math
+
     from regtracks.tracks.serve import serve as run
+
+    if max_connections < 1:
+        fail(f"--max-connections must be at least 1, got {max_connections}")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        fail(f"--timeout must be a positive number of seconds, got {timeout}")
 
     def ready(where):
         if where.igv_url:
@@ -59,7 +70,16 @@ def serve(
         info("UCSC needs the server reachable from the internet; IGV and igv.js work locally")
         info("press Ctrl-C to stop")
 
-    run(hub, host=host, port=port, log=info if verbose else None, on_ready=ready)
+    run(
+        hub,
+        host=host,
+        port=port,
+        log=info if verbose else None,
+        on_ready=ready,
+        timeout=timeout,
+        max_workers=max_connections,
+        max_waiting=max(max_connections, DEFAULT_SERVE.max_waiting),
+    )
     info("stopped")
 
 

@@ -17,8 +17,12 @@ with this small server instead:
   as the temporaries of a writer at work) and folders without ``index.html`` get ``404``,
   except the hub folder itself: without an ``index.html``, ``/`` redirects (``302``) to the
   igv.js page ``/igv.html`` when there is one.
-* HTTP/1.1 keep-alive, one thread per connection, ``Cache-Control: no-cache`` (hubs change
-  when predictions are re-run).
+* HTTP/1.1 keep-alive, ``Cache-Control: no-cache`` (hubs change when predictions are
+  re-run). Each connection is served by one thread of a bounded pool (``max_workers``, 32);
+  up to ``max_waiting`` (128) more wait their turn, beyond that ``503`` (``Retry-After``). A
+  connection silent for ``timeout`` seconds (30) is closed, so idle sockets hold no thread.
+* Range numbers longer than the file size's are never parsed (a start that long is past the
+  end: ``416``; an end or suffix that long reaches the end of the file).
 
 The library never prints: pass ``log`` (a callable taking one line) to see requests.
 """
@@ -27,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -62,6 +68,12 @@ CONTENT_TYPES: dict[str, str] = {
 EXPOSED = "Content-Length, Content-Range, Accept-Ranges"
 PAGE_NAME = "igv.html"
 """The hub's igv.js page: where ``/`` leads, and the first URL ``regtracks serve`` prints."""
+CONNECTION_TIMEOUT = DEFAULT_SERVE.timeout
+"""Seconds a connection may send nothing before it is closed."""
+MAX_WORKERS = DEFAULT_SERVE.max_workers
+"""Connections served at once (one thread each)."""
+MAX_WAITING = DEFAULT_SERVE.max_waiting
+"""Connections that wait for a thread beyond those; more are answered 503."""
 _CHUNK = 1 << 18
 _RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
 _UNSATISFIABLE = (-1, -1)
@@ -84,17 +96,27 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     a, b = m.groups()
     if a == "":  # suffix: the last n bytes
-        n = int(b)
+        n = _bounded_int(b, size)
         if n == 0 or size == 0:
             return _UNSATISFIABLE
         return max(0, size - n), size - 1
-    first = int(a)
-    last = int(b) if b else size - 1
+    first = _bounded_int(a, size)
+    last = _bounded_int(b, size) if b else size - 1
     if b and last < first:
         return None
     if first >= size:
         return _UNSATISFIABLE
     return first, min(last, size - 1)
+
+
+def _bounded_int(digits: str, size: int) -> int:
+    """``int(digits)``, or ``10 ** d`` (``d``: the digits of ``size``) when the number has more
+    digits than ``size``: it is past the end of the file either way, and a header of thousands
+    of digits is never parsed (Python refuses to convert more than 4,300 digits, and the work
+    grows with the square of the length)."""
+    digits = digits.lstrip("0") or "0"
+    d = len(str(size))
+    return 10**d if len(digits) > d else int(digits)
 
 
 class _Refused(Exception):
@@ -108,6 +130,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     server: HubServer
     server_version = "regtracks-serve"
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        self.timeout = self.server.connection_timeout  # StreamRequestHandler applies it
+        super().setup()
 
     # -- headers on every answer -----------------------------------------------------------
     def end_headers(self) -> None:
@@ -227,12 +253,19 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                         return
                     self.wfile.write(data)
                     left -= len(data)
-            except (BrokenPipeError, ConnectionResetError):  # clients cancel reads often
-                self.close_connection = True
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                self.close_connection = True  # clients cancel reads often; or stopped reading
 
 
 class HubServer(ThreadingHTTPServer):
-    """A threading HTTP server of one hub folder.
+    """A threading HTTP server of one hub folder, with a bounded pool of worker threads.
+
+    Each connection is served by one of at most ``max_workers`` threads; up to
+    ``max_waiting`` more connections wait (in the order they came) for a thread to be free,
+    and connections beyond those are answered ``503 Service Unavailable`` (``Retry-After: 1``)
+    and closed at once. A connection that sends nothing for ``connection_timeout`` seconds
+    (between requests of a keep-alive connection too) is closed, so idle clients give their
+    thread back.
 
     Attributes
     ----------
@@ -242,18 +275,118 @@ class HubServer(ThreadingHTTPServer):
         Its real path (symbolic links resolved); nothing outside it is served.
     log : callable or None
         Receives one line per request and per error.
+    connection_timeout : float
+        Seconds a connection may stay silent.
+    max_workers, max_waiting : int
+        The bounds above.
     """
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog
 
-    def __init__(self, root: Path, address: tuple[str, int], log: Callable[[str], None] | None):
+    def __init__(
+        self,
+        root: Path,
+        address: tuple[str, int],
+        log: Callable[[str], None] | None,
+        *,
+        connection_timeout: float = CONNECTION_TIMEOUT,
+        max_workers: int = MAX_WORKERS,
+        max_waiting: int = MAX_WAITING,
+    ):
         self.root = root
         self.real_root = Path(os.path.realpath(root))
         self.log = log
+        self.connection_timeout = connection_timeout
+        self.max_workers = max_workers
+        self.max_waiting = max_waiting
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._open = 0  # connections accepted and not finished: waiting + served
+        self._served = 0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, HubRequestHandler)
+
+    @property
+    def active(self) -> int:
+        """Connections being served now (each holds a worker thread)."""
+        return self._served
+
+    @property
+    def waiting(self) -> int:
+        """Connections accepted and waiting for a worker thread."""
+        with self._lock:
+            return self._open - self._served
+
+    def process_request(self, request, client_address) -> None:
+        """Queue the connection for the pool (starting a worker while fewer than
+        ``max_workers`` run), or answer 503 when the pool and its queue are full."""
+        with self._lock:
+            full = self._open >= self.max_workers + self.max_waiting
+            if not full:
+                self._open += 1
+                if len(self._workers) < self.max_workers:
+                    t = threading.Thread(
+                        target=self._work, name=f"regtracks-serve-{len(self._workers)}"
+                    )
+                    t.daemon = True
+                    self._workers.append(t)
+                    t.start()
+        if full:
+            self._refuse(request, client_address)
+            return
+        self._queue.put((request, client_address))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:  # server_close
+                return
+            request, client_address = item
+            with self._lock:
+                self._served += 1
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+                with self._lock:
+                    self._served -= 1
+                    self._open -= 1
+
+    def _refuse(self, request, client_address) -> None:
+        body = b"busy: too many connections, try again\n"
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\n"
+            "Retry-After: 1\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Access-Control-Allow-Origin: *\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        try:
+            request.settimeout(1.0)  # a fresh socket's buffer takes this at once
+            request.sendall(head.encode() + body)
+            with contextlib.suppress(OSError):  # read what came, so closing sends no reset
+                request.recv(65536, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
+        if self.log is not None:
+            self.log(f"{client_address[0]} refused: {self.max_workers} connections served and "
+                     f"{self.max_waiting} waiting (503)")  # fmt: skip
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._lock:
+            workers = len(self._workers)
+        for _ in range(workers):
+            self._queue.put(None)
 
     def handle_error(self, request, client_address) -> None:
         if self.log is not None:
@@ -285,21 +418,42 @@ def make_server(
     port: int = DEFAULT_SERVE.port,
     *,
     log: Callable[[str], None] | None = None,
+    timeout: float = CONNECTION_TIMEOUT,
+    max_workers: int = MAX_WORKERS,
+    max_waiting: int = MAX_WAITING,
 ) -> HubServer:
     """Bind a :class:`HubServer` to ``host:port`` (``port=0``: any free port); not yet serving.
+
+    ``timeout``: seconds a connection may stay silent before it is closed; ``max_workers``:
+    connections served at once; ``max_waiting``: connections that wait for a free thread
+    beyond those (more are answered 503).
 
     Raises
     ------
     RegtracksError
-        ``root`` is not a folder, or the address cannot be bound (port in use, bad host).
+        ``root`` is not a folder, the address cannot be bound (port in use, bad host), or a
+        bound is out of range.
     """
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
         raise RegtracksError(f"{root}: hub folder not found")
     if not 0 <= int(port) <= 65535:
         raise RegtracksError(f"port {port} is not between 0 and 65535")
+    if not timeout > 0 or timeout == float("inf"):
+        raise RegtracksError(f"the connection timeout must be a positive number, got {timeout}")
+    if int(max_workers) < 1:
+        raise RegtracksError(f"max_workers must be at least 1, got {max_workers}")
+    if int(max_waiting) < 0:
+        raise RegtracksError(f"max_waiting must be >= 0, got {max_waiting}")
     try:
-        return HubServer(root, (host, int(port)), log)
+        return HubServer(
+            root,
+            (host, int(port)),
+            log,
+            connection_timeout=float(timeout),
+            max_workers=int(max_workers),
+            max_waiting=int(max_waiting),
+        )
     except OSError as exc:
         raise RegtracksError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
@@ -324,6 +478,9 @@ def serve(
     port: int = DEFAULT_SERVE.port,
     log: Callable[[str], None] | None = None,
     on_ready: Callable[[ServerInfo], None] | None = None,
+    timeout: float = CONNECTION_TIMEOUT,
+    max_workers: int = MAX_WORKERS,
+    max_waiting: int = MAX_WAITING,
 ) -> None:
     """Serve ``root`` until Ctrl-C (then return normally).
 
@@ -337,8 +494,18 @@ def serve(
         Receives one line per request.
     on_ready : callable, optional
         Called with the :class:`ServerInfo` once the port is bound, before serving.
+    timeout, max_workers, max_waiting : float, int, int
+        See :func:`make_server`.
     """
-    server = make_server(root, host, port, log=log)
+    server = make_server(
+        root,
+        host,
+        port,
+        log=log,
+        timeout=timeout,
+        max_workers=max_workers,
+        max_waiting=max_waiting,
+    )
     try:
         if on_ready is not None:
             on_ready(server_info(server))

@@ -24,6 +24,7 @@ processes, and rank 0 alone writes files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -35,7 +36,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from regtracks._util import RegtracksError
+from regtracks._util import (
+    RegtracksError,
+    check_output_folder,
+    folder_lock,
+    remove_stale_temps,
+)
 from regtracks.checkpoint import base_checkpoint, load_checkpoint, save_checkpoint
 from regtracks.config import DEFAULT_DATA, DEFAULT_TRAIN, DataConfig, TrainConfig
 from regtracks.data.datasets import to_device
@@ -62,10 +68,33 @@ class TrainResult:
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to stop after the current step; a second one is immediate."""
+    """Ctrl-C (SIGINT) during a run, in the main process.
 
-    def __init__(self):
+    The first Ctrl-C asks the loop to stop after the current step: the step finishes,
+    ``last.pt`` is saved with the state after it, and :meth:`Trainer.run` returns
+    ``"interrupted"``. A further Ctrl-C stops at once only where that loses nothing: during
+    validation (``KeyboardInterrupt``, which :meth:`Trainer.run` handles by saving the state
+    of the last whole step). Anywhere else (a step, the writing of a checkpoint, waiting for
+    data, the bookkeeping between) it is ignored, and said ("still saving the checkpoint ...;
+    please wait"): an interrupted step would leave weights holding part of it, an interrupted
+    write the previous ``last.pt`` and the steps since lost.
+
+    ``say(message)`` reports what a Ctrl-C did (the run's ``warning`` events); it is called from
+    the signal handler, in the main thread. Forked DataLoader workers inherit the handler and
+    ignore the signal there (the main process decides; a worker killed by Ctrl-C would break
+    the loader).
+    """
+
+    def __init__(self, say=None, *, step=lambda: 0, last="last.pt"):
         self.set = False
+        self.in_step = False
+        self._saving: str | None = None
+        self._interruptible: str | None = None  # what a second Ctrl-C would stop
+        self._raised = False
+        self._say = say
+        self._step = step
+        self._last = str(last)
+        self._pid = os.getpid()
         self._old = None
 
     def __enter__(self):
@@ -75,14 +104,71 @@ class _StopFlag:
             self._old = signal.signal(signal.SIGINT, self._handle)
         return self
 
-    def _handle(self, signum, frame):
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+    def _tell(self, message: str) -> None:
+        if self._say is not None:
+            self._say(message)
+
+    def _handle(self, signum, frame):
+        if os.getpid() != self._pid or self._raised:  # a forked worker; stopping already
+            return
+        first = not self.set
+        self.set = True
+        if self._saving is not None:
+            self._tell(
+                f"Ctrl-C: stopping once {self._saving} is written"
+                if first
+                else f"still saving the checkpoint {self._saving}; please wait"
+            )
+        elif first:
+            self._tell(
+                {
+                    None: f"Ctrl-C: finishing this step, then saving {self._last} and stopping",
+                    "validation": f"Ctrl-C: stopping after the validation, then saving "
+                    f"{self._last} (Ctrl-C again stops it at once)",
+                }[self._interruptible]
+            )
+        elif self._interruptible:
+            self._raised = True
+            raise KeyboardInterrupt
+        elif self.in_step:
+            self._tell(
+                f"still finishing step {self._step() + 1:,}, then saving {self._last}; please wait"
+            )
+        else:
+            self._tell(f"stopping at step {self._step():,}: saving {self._last}; please wait")
+
+    @contextlib.contextmanager
+    def saving(self, path):
+        """Ctrl-C waits while the block writes the checkpoint ``path``."""
+        before, self._saving = self._saving, str(path)
+        try:
+            yield
+        finally:
+            self._saving = before
+
+    @contextlib.contextmanager
+    def step(self):
+        """Mark the block as an optimizer step (a Ctrl-C lets it finish). A step left by an
+        exception stays marked: the state may hold part of it, and is not saved."""
+        self.in_step = True
+        yield
+        self.in_step = False
+
+    @contextlib.contextmanager
+    def interruptible(self, what: str):
+        """A second Ctrl-C stops the block at once: ``"validation"``, which changes no state a
+        checkpoint holds. (Not the wait for a batch: interrupted, the DataLoader's workers
+        break off passing it and print tracebacks; a Ctrl-C there stops before the step.)"""
+        before, self._interruptible = self._interruptible, what
+        try:
+            yield
+        finally:
+            self._interruptible = before
 
 
 def init_output_bias(model: nn.Module, rates) -> bool:
@@ -121,26 +207,32 @@ def init_output_bias(model: nn.Module, rates) -> bool:
     return True
 
 
-def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if not (out / "last.pt").is_file():
-            raise RegtracksError(f"{out}: nothing to resume (no last.pt)")
-        return
-    if (out / "last.pt").exists() or (out / "best.pt").exists():
-        if not overwrite:
-            raise RegtracksError(
-                f"{out} already holds a run; use --resume to continue it or --overwrite to "
-                "start again"
-            )
+@contextlib.contextmanager
+def _claim_run_folder(out: Path, *, resume: bool, overwrite: bool):
+    """Hold the run folder for a run: checked writable, locked against a second writer
+    (:func:`regtracks._util.folder_lock`, released when the block ends), checked for a run it
+    would overwrite, and cleared of the temporaries a killed run left behind.
+
+    Raises
+    ------
+    RegtracksError
+        The folder is a file or not writable, another regtracks process holds it, it holds
+        a run (without ``resume`` / ``overwrite``), or there is nothing to resume.
+    """
     if out.exists() and not out.is_dir():
         raise RegtracksError(f"{out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise RegtracksError(f"{out}: cannot write there ({exc.strerror})") from None
+    if resume and not (out / "last.pt").is_file():
+        raise RegtracksError(f"{out}: nothing to resume (no last.pt)")
+    check_output_folder(out, "run folder")
+    with folder_lock(out, "regtracks train"):
+        if not resume and ((out / "last.pt").exists() or (out / "best.pt").exists()):
+            if not overwrite:
+                raise RegtracksError(
+                    f"{out} already holds a run; use --resume to continue it or --overwrite "
+                    "to start again"
+                )
+        remove_stale_temps(out, depth=0)  # the run's own files; sub-folders are others'
+        yield
 
 
 def _category_means(values, categories: list[str]) -> dict:
@@ -200,8 +292,16 @@ def train(
     Raises
     ------
     RegtracksError
-        Bad options, a folder holding another run, a mismatched ``--resume``, or a NaN loss
-        (``last.pt`` then still holds the last good state).
+        Bad options, a folder holding another run, a run folder that cannot be written or
+        that another regtracks process holds (it is locked for the whole run), a mismatched
+        ``--resume``, or a NaN loss (``last.pt`` then still holds the last good state).
+
+    Notes
+    -----
+    Ctrl-C: the first lets the current step finish, saves ``last.pt`` and returns with status
+    ``"interrupted"``; more Ctrl-Cs while the checkpoint is written are ignored, each said in
+    a ``warning`` event of kind ``"interrupt"`` (see ``_StopFlag``). ``last.pt`` only ever
+    holds whole steps, so a resumed run stays bit-identical on CPU.
     """
     from regtracks._util import renamed_keyword
 
@@ -242,16 +342,34 @@ class Trainer:
         task_data: TaskData | None = None,
         on_event=None,
     ):
-        from regtracks.models import coerce_hparams, get_model
-
         _check_options(cfg)
         self.dist = dist = DistEnv.from_env()
-        self.device = device = resolve_device(cfg.device, dist)
-        self.amp = autocast_dtype(cfg.precision, device)
-        self.out = out = Path(out_dir)
+        self.device = resolve_device(cfg.device, dist)
+        self.amp = autocast_dtype(cfg.precision, self.device)
+        self.out = Path(out_dir)
         self.on_event = on_event if dist.is_main else None
+        self._stop: _StopFlag | None = None
+        self._saved: tuple[int, int] | None = None  # (step, epoch) last.pt was written with
+        # the run folder is this run's (locked) from here until run() ends, or close()
+        self._hold = contextlib.ExitStack()
         if dist.is_main:
-            _check_out_dir(out, resume=resume, overwrite=overwrite)
+            self._hold.enter_context(
+                _claim_run_folder(self.out, resume=resume, overwrite=overwrite)
+            )
+        try:
+            self._setup(genome, markers, cfg, data_cfg, exclude, resume, task_data)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run folder (:meth:`run` does when it ends); the trainer is done."""
+        self._hold.close()
+
+    def _setup(self, genome, markers, cfg, data_cfg, exclude, resume, task_data) -> None:
+        from regtracks.models import coerce_hparams, get_model
+
+        dist, device, out = self.dist, self.device, self.out
         if device.type == "cuda":
             configure_cuda()
             torch.cuda.set_device(device)
@@ -448,6 +566,13 @@ class Trainer:
         """Write ``best.pt`` (weights) or ``last.pt`` (also optimizer, RNG, data position)."""
         if not self.dist.is_main:
             return
+        path = self.out / f"{kind}.pt"
+        with self._saving(path):  # Ctrl-C waits until it is written
+            self._write_checkpoint(kind, path)
+        if kind == "last":
+            self._saved = (self.state["step"], self.state["epoch"])
+
+    def _write_checkpoint(self, kind: str, path: Path) -> None:
         st = self.state
         ck = dict(self.ckpt_base)
         ck["state_dict"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
@@ -468,31 +593,36 @@ class Trainer:
                     "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                 },
             }
-        save_checkpoint(self.out / f"{kind}.pt", ck)
+        save_checkpoint(path, ck)
+
+    def _saving(self, path):
+        """The block writes a checkpoint: Ctrl-C waits (see :class:`_StopFlag`)."""
+        return contextlib.nullcontext() if self._stop is None else self._stop.saving(path)
 
     def after_validation(self, v: dict | None) -> bool:
         """Record a validation, save best / last; True when early stopping says stop."""
         st = self.state
-        self.last_valid = v
-        score = None if v is None else v["pr_auc"]["mean"]
-        improved = score is not None and (st["best"] is None or score > st["best"])
-        if improved or v is None:
-            st["best"], st["best_step"], st["bad"] = score, st["step"], 0
-            self.save("best")
-        else:
-            st["bad"] += 1
-        rec = {
-            "event": "valid",
-            "step": st["step"],
-            "epoch": st["epoch"],
-            "seconds": round(st["seconds"], 3),
-            "best": bool(improved),
-        }
-        if v is not None:
-            rec.update(v)
-        self._emit(rec)
-        self.history.append(rec)
-        self.save("last")
+        with self._saving(self.out / "last.pt"):  # the record and its checkpoints: whole
+            self.last_valid = v
+            score = None if v is None else v["pr_auc"]["mean"]
+            improved = score is not None and (st["best"] is None or score > st["best"])
+            if improved or v is None:
+                st["best"], st["best_step"], st["bad"] = score, st["step"], 0
+                self.save("best")
+            else:
+                st["bad"] += 1
+            rec = {
+                "event": "valid",
+                "step": st["step"],
+                "epoch": st["epoch"],
+                "seconds": round(st["seconds"], 3),
+                "best": bool(improved),
+            }
+            if v is not None:
+                rec.update(v)
+            self._emit(rec)
+            self.history.append(rec)
+            self.save("last")
         self.write_curves()
         self._warn_memorising(v)
         return bool(self.cfg.patience) and st["bad"] >= self.cfg.patience
@@ -568,8 +698,17 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        """Train until ``epochs`` / ``max_steps`` / early stopping / Ctrl-C; return how it ended."""
-        cfg, st, dist = self.cfg, self.state, self.dist
+        """Train until ``epochs`` / ``max_steps`` / early stopping / Ctrl-C; return how it ended.
+
+        Ctrl-C: see :class:`_StopFlag`. The run folder is released when it returns.
+        """
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> TrainResult:
+        st, dist = self.state, self.dist
         self._emit(
             {
                 "event": "start",
@@ -584,67 +723,35 @@ class Trainer:
             },
             log=False,
         )
-        status = "finished"
         self.model.train()
-        max_epochs = cfg.epochs if cfg.epochs else 10**9
-        in_step = False
-        with _StopFlag() as stop:
-            try:
-                done = False
-                while not done and st["epoch"] < max_epochs:
-                    self.sampler.set_epoch(st["epoch"], st["step_in_epoch"])
-                    self.train_ds.set_epoch(st["epoch"])
-                    self._window.start_wait()
-                    for batch in self.loader:
-                        self._window.end_wait()
-                        t0 = time.perf_counter()
-                        in_step = True
-                        self.step(batch)
-                        in_step = False
-                        st["seconds"] += time.perf_counter() - t0
-                        at_log = st["step"] % cfg.log_every == 0
-                        if at_log:
-                            self.flush_log()
-                        if cfg.eval_every and st["step"] % cfg.eval_every == 0:
-                            self.flush_log()
-                            if self.after_validation(self.validate()):
-                                status, done = "early-stopped", True
-                        elif cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
-                            self.flush_log()
+        # last.pt holds this (step, epoch): a resumed run's, or none yet
+        self._saved = (st["step"], st["epoch"]) if st["step"] else None
+        stop = self._stop = _StopFlag(
+            lambda m: self._warn(m, "interrupt"),
+            step=lambda: self.state["step"],
+            last=self.out / "last.pt",
+        )
+        try:
+            with stop:
+                try:
+                    status = self._loop(stop)
+                except KeyboardInterrupt:
+                    # a Ctrl-C that stops at once (see _StopFlag): between steps the state is
+                    # whole and saved; inside one, the weights may hold part of it, so last.pt
+                    # keeps the state it was last saved with
+                    status = "interrupted"
+                    if not stop.in_step:
+                        if self._saved != (st["step"], st["epoch"]):
                             self.save("last")
-                        if cfg.max_steps and st["step"] >= cfg.max_steps:
-                            status = "max-steps" if status == "finished" else status
-                            done = True
-                        # Ctrl-C: one process stops at once; many agree at log steps
-                        if (
-                            stop.set
-                            if dist.world == 1
-                            else at_log and any_rank(stop.set, dist, self.device)
-                        ):
-                            status, done = "interrupted", True
-                        if done:
-                            break
-                        self._window.start_wait()
-                    if done:
-                        break
-                    st["epoch"] += 1
-                    st["step_in_epoch"] = 0
-                    if not cfg.eval_every:
-                        self.flush_log()
-                        if self.after_validation(self.validate()):
-                            status = "early-stopped"
-                            break
-                self.flush_log()
-                if status == "interrupted":
-                    self.save("last")
-                elif not self.history or self.history[-1]["step"] != st["step"]:
-                    self.after_validation(self.validate())  # the final state is always saved
-            except KeyboardInterrupt:
-                # a second Ctrl-C: inside a step the weights may hold part of it, so last.pt
-                # keeps the state it was last written with; between steps it is saved
-                status = "interrupted"
-                if not in_step:
-                    self.save("last")
+                    else:
+                        saved = "nothing was saved" if self._saved is None else (
+                            f"{self.out / 'last.pt'} keeps step {self._saved[0]:,}"
+                        )  # fmt: skip
+                        self._warn(f"stopped inside step {st['step'] + 1:,}: {saved}", "interrupt")
+                        step, epoch = self._saved or (0, 0)
+                        st = {**st, "step": step, "epoch": epoch}
+        finally:
+            self._stop = None
         if dist.world > 1:
             torch.distributed.barrier()
         if self.tensorboard is not None:
@@ -664,6 +771,84 @@ class Trainer:
             last_valid=self.last_valid,
             history=self.history,
         )
+
+    def _batches(self, stop: _StopFlag):
+        """The epoch's batches; a loader broken by a Ctrl-C (a worker it killed) ends the
+        epoch as an interruption (the main process is between steps: nothing is lost)."""
+        it = iter(self.loader)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception:
+                if stop.set:
+                    raise KeyboardInterrupt from None
+                raise
+            yield batch
+
+    def _validate(self, stop: _StopFlag) -> dict | None:
+        with stop.interruptible("validation"):
+            return self.validate()
+
+    def _loop(self, stop: _StopFlag) -> str:
+        """The epochs; returns the status. A first Ctrl-C ends it after the current step."""
+        cfg, st, dist = self.cfg, self.state, self.dist
+        max_epochs = cfg.epochs if cfg.epochs else 10**9
+        done = bool(cfg.max_steps) and st["step"] >= cfg.max_steps  # a resumed run at its end
+        status = "max-steps" if done else "finished"
+        while not done and st["epoch"] < max_epochs:
+            self.sampler.set_epoch(st["epoch"], st["step_in_epoch"])
+            self.train_ds.set_epoch(st["epoch"])
+            self._window.start_wait()
+            for batch in self._batches(stop):
+                self._window.end_wait()
+                if stop.set and dist.world == 1:  # Ctrl-C while the batch came: no step begun
+                    status, done = "interrupted", True
+                    break
+                t0 = time.perf_counter()
+                with stop.step():
+                    self.step(batch)
+                st["seconds"] += time.perf_counter() - t0
+                at_log = st["step"] % cfg.log_every == 0
+                if at_log:
+                    self.flush_log()
+                if cfg.eval_every and st["step"] % cfg.eval_every == 0:
+                    self.flush_log()
+                    if self.after_validation(self._validate(stop)):
+                        status, done = "early-stopped", True
+                elif cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
+                    self.flush_log()
+                    self.save("last")
+                if cfg.max_steps and st["step"] >= cfg.max_steps:
+                    status = "max-steps" if status == "finished" else status
+                    done = True
+                # Ctrl-C: one process stops at once; many agree at log steps
+                if (
+                    stop.set
+                    if dist.world == 1
+                    else at_log and any_rank(stop.set, dist, self.device)
+                ):
+                    status, done = "interrupted", True
+                if done:
+                    break
+                self._window.start_wait()
+            if done:
+                break
+            st["epoch"] += 1
+            st["step_in_epoch"] = 0
+            if not cfg.eval_every:
+                self.flush_log()
+                if self.after_validation(self._validate(stop)):
+                    status = "early-stopped"
+                    break
+        self.flush_log()
+        if status == "interrupted":
+            if self._saved != (st["step"], st["epoch"]):
+                self.save("last")
+        elif not self.history or self.history[-1]["step"] != st["step"]:
+            self.after_validation(self._validate(stop))  # the final state is always saved
+        return status
 
 
 class _LogWindow:

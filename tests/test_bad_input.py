@@ -566,6 +566,8 @@ CASES = [
     ("hub-build-genome-name-quote", c_hub_build("--genome-name", 'hg19 "x"', culprit=["--genome-name"])),
     ("hub-check-missing", _hub_check_missing),
     ("serve-missing", _serve_missing),
+    ("serve-max-connections", lambda env: Case(["serve", str(env.hub), "--max-connections", "0"], ["--max-connections"])),
+    ("serve-timeout", lambda env: Case(["serve", str(env.hub), "--timeout", "nan"], ["--timeout"])),
     ("serve-port", lambda env: Case(["serve", str(env.hub), "--port", "99999"], ["99999"])),
 ]  # fmt: skip
 

@@ -1,6 +1,7 @@
-"""`regtracks saliency`: stitched gradients equal a linear model's weights summed by hand and
-the gradient of one long input; the command writes bigWigs into a checked hub; bad input fails
-cleanly."""
+"""`regtracks saliency`: stitched gradients equal a linear model's weights summed by hand (over
+every position, the positive labels or the model's own calls) and the gradient of one long
+input; the command writes bigWigs into a checked hub, from the positive labels by default; bad
+input fails cleanly."""
 
 import json
 
@@ -11,10 +12,11 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from regtracks.checkpoint import load_checkpoint
+from regtracks.checkpoint import load_checkpoint, save_checkpoint
 from regtracks.cli import app
 from regtracks.data.genome import Genome, one_hot
-from regtracks.inference.saliency import saliency_region
+from regtracks.data.labels import IntervalIndex
+from regtracks.inference.saliency import TargetStats, region_labels, saliency_region
 from regtracks.models import get_model
 from regtracks.models.layers import DenseModel
 from tests.conftest import random_seq, write_fasta
@@ -86,6 +88,107 @@ def test_linear_model_by_hand(genome, start, end):
         assert want_gxi[n_at] == 0 and got[0, n_at] > 0  # N: no base present, gradient still
 
 
+def _by_hand(w, m, left, k, outputs, span0, span1):
+    """``(4, span)`` gradient of the sum of marker ``m``'s logits over ``outputs`` (positions)
+    of a linear convolution: every output ``p`` adds ``w[m, :, b - p + left]`` at base ``b``."""
+    grad = np.zeros((4, span1 - span0))
+    for p in outputs:
+        for j in range(k):
+            b = p + j - left
+            if span0 <= b < span1:
+                grad[:, b - span0] += w[m, :, j]
+    return grad
+
+
+def _linear_logits(model, genome, chrom, m):
+    """Marker ``m``'s logits along the whole chromosome, by hand (N off the ends)."""
+    k, left = model.receptive_field, model.left
+    w = model.conv.weight.detach().numpy().astype(np.float64)[m]  # (4, K)
+    x = one_hot(genome.fetch(chrom, 0, genome.sizes[chrom])).astype(np.float64)
+    xp = np.pad(x, ((0, 0), (left, k - 1 - left)))
+    n = x.shape[1]
+    out = np.full(n, float(model.conv.bias[m].detach()))
+    for j in range(k):
+        out += w[:, j] @ xp[:, j : j + n]
+    return out
+
+
+@pytest.mark.parametrize("start,end", [(8_000, 12_345), (0, 700)])
+def test_linear_positives_by_hand(genome, start, end):
+    """The paper's Figure 2: an error of 1 from every positive output = the weights summed over
+    the positive outputs by hand; only positions inside the region count."""
+    torch.manual_seed(2)
+    k, m = 21, 1
+    model = LinearConv(3, k)
+    w = model.conv.weight.detach().numpy().astype(np.float64)
+    rng = np.random.default_rng(5)
+    s = np.sort(rng.choice(np.arange(0, 39_000, 400), size=40, replace=False))
+    e = s + rng.integers(1, 300, size=s.size)
+    s[0], e[0] = max(0, start - 50), start + 30  # a peak across the region's start
+    order = np.argsort(s)
+    index = IntervalIndex([{"c1": (s[order], e[order])}])
+    y = index.dense("c1", 0, genome.sizes["c1"])[0]
+    outputs = [p for p in range(start, end) if y[p]]
+    assert outputs and len(outputs) < end - start
+    L = genome.sizes["c1"]
+    span0, span1 = max(0, start - k), min(L, end + k)
+    grad = _by_hand(w, m, model.left, k, outputs, span0, span1)
+    x = one_hot(genome.fetch("c1", span0, span1)).astype(np.float64)
+    for reduce, want in (
+        ("grad_x_input", (grad * x).sum(axis=0)),
+        ("norm", np.sqrt((grad**2).sum(axis=0))),
+    ):
+        stats = TargetStats.new(1, start=start, end=end)
+        blocks = saliency_region(
+            model, genome, "c1", start, end, marker_idx=[m], reduce=reduce, margin=k, core=50,
+            chunk=400, batch_size=3, target="positives", labels=region_labels(index, "c1"),
+            stats=stats,
+        )  # fmt: skip
+        got = _collect(blocks, span0, span1)
+        np.testing.assert_allclose(got[0], want, atol=1e-5)
+        assert stats.counts.tolist() == [len(outputs)]
+        np.testing.assert_array_equal(stats.mask[0], y[start:end])
+
+
+def test_linear_predicted_by_hand(genome):
+    """--target predicted: the sum over the outputs the model calls (logit > 0, p > 0.5).
+
+    Integer weights and a bias of 0.5: every logit is a half-integer, so no call is decided by
+    rounding."""
+    torch.manual_seed(3)
+    k, m = 15, 0
+    model = LinearConv(2, k)
+    with torch.no_grad():
+        model.conv.weight.copy_(torch.randint(-1, 2, model.conv.weight.shape).float())
+        model.conv.bias.fill_(0.5)
+    w = model.conv.weight.detach().numpy().astype(np.float64)
+    start, end = 20_000, 21_500
+    logit = _linear_logits(model, genome, "c1", m)
+    outputs = [p for p in range(start, end) if logit[p] > 0]
+    assert 0 < len(outputs) < end - start
+    span0, span1 = start - k, end + k
+    grad = _by_hand(w, m, model.left, k, outputs, span0, span1)
+    stats = TargetStats.new(1, start=start, end=end)
+    blocks = saliency_region(
+        model, genome, "c1", start, end, marker_idx=[m], reduce="norm", margin=k, core=40,
+        chunk=300, batch_size=4, target="predicted", stats=stats,
+    )  # fmt: skip
+    got = _collect(blocks, span0, span1)
+    np.testing.assert_allclose(got[0], np.sqrt((grad**2).sum(axis=0)), atol=1e-5)
+    assert stats.counts.tolist() == [len(outputs)]
+    np.testing.assert_array_equal(stats.mask[0], logit[start:end] > 0)
+
+
+def test_positives_need_labels(genome):
+    model = LinearConv(1, 5)
+    with pytest.raises(ValueError, match="labels"):
+        list(saliency_region(model, genome, "c1", 0, 100, marker_idx=[0], margin=5, core=10,
+                             target="positives"))  # fmt: skip
+    with pytest.raises(ValueError, match="--target"):
+        list(saliency_region(model, genome, "c1", 0, 100, marker_idx=[0], margin=5, core=10,
+                             target="peaks"))  # fmt: skip
+
+
 def test_dilated_equals_one_long_input(genome):
     """A nonlinear model with an 11 kb field: stitched = the gradient of the whole chromosome.
 
@@ -126,6 +229,8 @@ def test_cli_writes_tracks_into_a_checked_hub(trained_run, sim_small, tmp_path):
     (t,) = man["tracks"]
     assert t["kind"] == "saliency" and t["marker"] == "DNase" and t["chroms"] == ["chr2"]
     assert t["provenance"]["region"] == "chr2:20001-21000"
+    assert t["provenance"]["target"] == "positives"  # the default: the run's peak files are there
+    assert "positive position(s) (labels)" in t["description"]
     rf = load_checkpoint(trained_run / "best.pt").build_model().receptive_field
     margin = -(-rf // 10) * 10
     with pyBigWig.open(str(hub / "tracks" / "sal_DNase.bw")) as bw:
@@ -153,6 +258,7 @@ def test_cli_writes_tracks_into_a_checked_hub(trained_run, sim_small, tmp_path):
         (["--region", "chr2:59,000-70,000"], "ends past chr2"),
         (["--region", "chr2:1-100", "--marker", "NOPE"], "NOPE"),
         (["--region", "chr2:1-100", "--reduce", "max"], "--reduce"),
+        (["--region", "chr2:1-100", "--target", "peaks"], "--target"),
     ],
 )
 def test_bad_input_one_line(trained_run, tmp_path, args, message):
@@ -162,3 +268,92 @@ def test_bad_input_one_line(trained_run, tmp_path, args, message):
     assert message in r.output and "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (hub / "manifest.json").exists()
+
+
+def _marker_peaks(run, marker, chrom):
+    """Merged peaks of one marker of a run (as its labels are made), on one chromosome."""
+    ck = load_checkpoint(run / "best.pt")
+    ms = ck.marker_set()
+    g = ck.open_genome()
+    i = ms.index_of(marker)
+    return ms, g, ms.read(g).per_marker[i][chrom]
+
+
+def test_cli_default_target_is_the_positive_labels(trained_run, tmp_path):
+    """The track equals the library's gradient from the positive labels read from the peak
+    files recorded in the checkpoint, base by base; --target all differs from it."""
+    from regtracks.data.markers import MarkerSet
+
+    ms, g, (s, e) = _marker_peaks(trained_run, "DNase", "chr2")
+    i = int(np.searchsorted(s, 20_000))
+    start, end = int(s[i]) - 300, int(e[i]) + 300  # one peak and some negatives around it
+    vals = {}
+    for target in (None, "all"):
+        hub = tmp_path / f"hub_{target}"
+        args = ["saliency", str(trained_run), "--region", f"chr2:{start + 1}-{end}", "--marker",
+                "DNase", "--out", str(hub), "--no-hub"]  # fmt: skip
+        r = runner.invoke(app, args + ([] if target is None else ["--target", target]))
+        assert r.exit_code == 0, r.output
+        assert f"--target {target or 'positives'} outputs: DNase" in r.output
+        with pyBigWig.open(str(hub / "tracks" / "sal_DNase.bw")) as bw:
+            lo, hi = bw.intervals("chr2")[0][0], bw.intervals("chr2")[-1][1]
+            vals[target] = (lo, np.array(bw.values("chr2", lo, hi), dtype=np.float64))
+    ck = load_checkpoint(trained_run / "best.pt")
+    model = ck.build_model()
+    idx = IntervalIndex(MarkerSet([ms[ms.index_of("DNase")]]).read(g).per_marker)
+    margin = -(-model.receptive_field // model.stride) * model.stride
+    lo, got = vals[None]
+    blocks = saliency_region(
+        model, g, "chr2", start, end, marker_idx=[ms.index_of("DNase")], margin=margin,
+        core=2_000, stride=model.stride, target="positives", labels=region_labels(idx, "chr2"),
+    )  # fmt: skip
+    want = _collect(blocks, lo, lo + got.size)[0]
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+    assert not np.allclose(got, vals["all"][1])
+
+
+def test_cli_region_without_positives_says_so(trained_run, tmp_path):
+    _, _, (s, e) = _marker_peaks(trained_run, "DNase", "chr2")
+    gaps = np.flatnonzero(s[1:] - e[:-1] > 400)
+    a = int(e[gaps[0]]) + 100  # inside a gap between two peaks
+    hub = tmp_path / "hub"
+    region = f"chr2:{a + 1}-{a + 200}"
+    base = [
+        "saliency",
+        str(trained_run),
+        "--region",
+        region,
+        "--marker",
+        "DNase",
+        "--out",
+        str(hub),
+    ]
+    for extra in ([], ["--target", "positives"]):
+        r = runner.invoke(app, base + extra)
+        assert r.exit_code == 1
+        assert "no positive labels of DNase" in r.output and "--target all" in r.output
+        assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+        assert not (hub / "manifest.json").exists()
+    r = runner.invoke(app, [*base, "--target", "all", "--no-hub"])  # every position: fine
+    assert r.exit_code == 0, r.output
+
+
+def test_cli_without_peak_files(trained_run, tmp_path):
+    """Peak files moved away: the default falls back to every position with one warning;
+    --target positives is one error line."""
+    ck = load_checkpoint(trained_run / "best.pt")
+    raw = dict(ck.raw)
+    raw["markers"] = [dict(m, path=str(tmp_path / "gone.bed")) for m in raw["markers"]]
+    moved = tmp_path / "moved.pt"
+    save_checkpoint(moved, raw)
+    hub = tmp_path / "hub"
+    base = ["saliency", str(moved), "--region", "chr2:20,001-20,500", "--marker", "DNase",
+            "--out", str(hub), "--no-hub"]  # fmt: skip
+    r = runner.invoke(app, [*base, "--target", "positives"])
+    assert r.exit_code == 1 and "--target positives needs the run's labels" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, base)
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.output and "not there" in r.output
+    (t,) = json.loads((hub / "manifest.json").read_text())["tracks"]
+    assert t["provenance"]["target"] == "all"

@@ -14,6 +14,7 @@ One file per command group::
     models.py     models
     training.py   train, evaluate, benchmark
     inference.py  predict, saliency, variants
+    figures.py    figure2, receptive-field
     tracks.py     hub build, hub check, serve
     demo.py       demo
 """
@@ -27,7 +28,7 @@ from typing import Annotated
 import typer
 
 from regtracks import __version__
-from regtracks.cli import data, demo, inference, models, tracks, training
+from regtracks.cli import data, demo, figures, inference, models, tracks, training
 from regtracks.cli.common import Group
 
 __all__ = ["app", "main"]
@@ -60,7 +61,7 @@ def _root(
 
 
 # the order of `regtracks --help`: the data flow, then the groups
-for group in (data, training, inference, demo, models, tracks):
+for group in (data, training, inference, figures, demo, models, tracks):
     app.add_typer(group.app)
 
 

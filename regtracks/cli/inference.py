@@ -23,6 +23,7 @@ from regtracks.cli.options import (
     RegionOpt,
     SaliencyScanOptions,
     ScanOptions,
+    TargetOpt,
     VcfOpt,
     WritersOpt,
     batch_size_option,
@@ -121,10 +122,16 @@ def saliency(
     model: ModelOptions,
     select: MarkerOptions = MarkerOptions(),
     reduce: ReduceOpt = DEFAULT_SALIENCY.reduce,
+    target: TargetOpt = None,
     scan: SaliencyScanOptions = SaliencyScanOptions(),
     no_hub: NoHubOpt = False,
 ):
-    """Gradient saliency of markers over a region (the paper's Figure 2) as bigWig tracks."""
+    """Gradient saliency of markers over a region (the paper's Figure 2) as bigWig tracks.
+
+    The gradient is that of the sum of each marker's logits over its target outputs: its
+    positive labels in the region (--target positives, the paper's "error of 1 from every
+    positive output"), the positions the model calls (predicted, p > 0.5) or every position.
+    """
     from regtracks.inference.saliency import saliency as run_saliency
 
     model.use_threads()
@@ -136,15 +143,25 @@ def saliency(
             **model.kwargs(),
             **select.kwargs(),
             reduce=reduce,
+            target=target,
             **scan.kwargs(),
             build=not no_hub,
             progress=in_kbp(update),
         )
+    if res.target_note:
+        warn(res.target_note)
     s, e = res.span
+    counts = ", ".join(f"{m} {n:,}" for m, n in list(res.targets.items())[:5])
+    more = " ..." if len(res.targets) > 5 else ""
     info(
         f"wrote {len(res.tracks)} saliency track(s) for {res.chrom}:{res.start + 1:,}-{res.end:,} "
         f"(tracks cover {res.chrom}:{s + 1:,}-{e:,}, {res.seconds:.1f} s) to {Path(out) / 'tracks'}"
     )
+    info(f"back-propagated from --target {res.target} outputs: {counts}{more}")
+    if res.target == "predicted":
+        none = [m for m, n in res.targets.items() if n == 0]
+        if none:
+            warn(f"no output predicted positive for {', '.join(none[:5])}: its track is zero")
     tracks_notes(res, out, "gradients")
 
 

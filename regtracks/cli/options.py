@@ -181,7 +181,7 @@ RegionOpt = option(str, "--region", "-r", help="chr1:1,000,001-1,100,000 (1-base
 ReduceOpt = option(str, "--reduce", help="grad_x_input (gradient at the base present) or norm (paper Fig. 2).")
 TargetOpt = option(str, "--target", help="Outputs back-propagated from: positives (the marker's labels, the paper's Fig. 2; the default when the run's peak files are there, else all), predicted (probability > 0.5) or all.")
 SamplesOpt = option(int, "--samples", help="Output positions sampled (from the --split windows).")
-PlotOpt = option(Path, "--plot", help="Also draw the curve into this PNG (needs matplotlib: pip install 'regtracks[plot]').")
+PlotOpt = option(Path, "--plot", help="Also draw the curve into this PNG (needs matplotlib, the plot extra).")
 VcfOpt = option(Path, "--vcf", help="VCF (plain or gzip); REF must match the genome.")
 RadiusOpt = option(int, "--radius", help="Bases scored on each side of a variant.")
 

@@ -328,12 +328,18 @@ class BigWigDefaults:
     start_method : str
         ``multiprocessing`` start method of the writers. ``spawn`` is safe with torch and CUDA
         in the parent (``fork`` is not).
+    engine : str
+        The library that writes the files: ``pybigwig`` (libBigWig; fixedStep sections, the
+        least CPU at 128 bp and the smallest files) or ``figwig`` (numba and libdeflate, an
+        optional package: 2.6x less CPU at 1 bp; bedGraph sections, 1.6x larger files, at
+        wider bins). Measured side by side in ``benchmarks/bench_bigwig_engines.py``.
     """
 
     n_procs: int = field(default_factory=lambda: max(1, min(16, usable_cpus() - 1)))
     buffer_mb: int = 256
     n_slots: int = 4
     start_method: str = "spawn"
+    engine: str = "pybigwig"
 
 
 DEFAULT_BIGWIG = BigWigDefaults()

@@ -328,3 +328,206 @@ def test_write_bigwig_is_atomic_on_bad_input(tmp_path):
         write_bigwig(out, CHROM_SIZES, [("chrB", 0, np.ones(8)), ("chrA", 0, [1.0])], bin_size=BIN)
     assert not out.exists() and os.listdir(tmp_path) == []
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# --- engines -----------------------------------------------------------------------------------
+# every engine's files must read back the same in pyBigWig and pybigtools, with zoom levels, the
+# NaN gaps absent, and pass `regtracks hub check`; figwig is optional (skipped when missing)
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+ENGINES = [
+    "pybigwig",
+    pytest.param(
+        "figwig", marks=pytest.mark.skipif(not _has("figwig"), reason="figwig not installed")
+    ),
+]
+
+
+def _per_base(values: np.ndarray, size: int, bin_size: int) -> np.ndarray:
+    """What a reader must return per base: each bin's value over its bases, NaN where no data."""
+    out = np.repeat(values.astype(np.float64), bin_size)[:size]
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def _assert_reads_back(path: Path, blocks, i: int, bin_size: int, sizes=CHROM_SIZES) -> None:
+    """Track ``i`` of ``blocks`` in ``path``, through pyBigWig and pybigtools: the header, zoom
+    levels, every base's float32 value, and nothing at all where the values were not finite."""
+    import pybigtools
+
+    sizes = dict(sizes)
+    assert zoom_levels(path) >= 1
+    bw, rd = pyBigWig.open(str(path)), pybigtools.open(str(path))
+    try:
+        assert list(bw.chroms().items()) == list(sizes.items())  # every chromosome, in order
+        assert rd.info()["zoomLevels"] == zoom_levels(path)
+        covered = 0
+        for chrom, values in blocks.items():
+            want = _per_base(values[i], sizes[chrom], bin_size)
+            covered += int(np.isfinite(want).sum())
+            np.testing.assert_array_equal(bw.values(chrom, 0, sizes[chrom], numpy=True), want)
+            np.testing.assert_array_equal(rd.values(chrom, 0, sizes[chrom], fillna=None), want)
+            ivs = bw.intervals(chrom)
+            assert all(np.isfinite(v) for _, _, v in ivs)  # no NaN written
+            assert all(e <= sizes[chrom] for _, e, _ in ivs)
+            gap = np.flatnonzero(~np.isfinite(values[i]))
+            for j in gap:  # each non-finite bin: no interval in any reader
+                a, b = int(j) * bin_size, min(sizes[chrom], (int(j) + 1) * bin_size)
+                assert bw.intervals(chrom, a, b) is None
+                assert list(rd.records(chrom, a, b)) == []
+        assert bw.intervals("chrM") is None  # in the header, no data
+        header = bw.header()
+        assert header["nBasesCovered"] == covered == rd.info()["summary"]["basesCovered"]
+        assert np.isfinite([header["sumData"], header["sumSquared"]]).all()
+    finally:
+        bw.close()
+        rd.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("bin_size", [BIN, 1])
+def test_engine_files_read_back_equal_in_pybigwig_and_pybigtools(tmp_path, engine, bin_size):
+    rng = np.random.default_rng(7)
+    blocks = {}
+    for chrom in ("chrA", "chrB"):
+        n = -(-dict(CHROM_SIZES)[chrom] // bin_size)
+        blocks[chrom] = rng.normal(size=(3, n)).astype(np.float32)
+    a = blocks["chrA"]
+    a[:, 10:20] = np.nan  # a gap in every track
+    a[0, -1] = np.nan  # the partial last bin (at BIN)
+    a[1, 33] = np.inf  # no data either
+    a[2, 40:45] = 0.0  # zeros are data (figwig leaves out its `missing` value)
+    paths = [tmp_path / f"t{i}.bw" for i in range(3)]
+    with BigWigWriter(paths, CHROM_SIZES, bin_size=bin_size, n_procs=0, engine=engine) as w:
+        w.add("chrA", 0, a[:, :37])
+        w.add("chrA", 37 * bin_size, a[:, 37:])
+        w.add("chrB", 0, blocks["chrB"])
+    for i, p in enumerate(paths):
+        _assert_reads_back(p, blocks, i, bin_size)
+        assert is_complete(p, CHROM_SIZES)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_in_processes_with_reused_slots_writes_what_it_was_given(tmp_path, engine):
+    """Slots of 7 bins reused again and again: an engine that kept a view of a slot (figwig
+    keeps the arrays it is given until it compresses them) would write later blocks' values."""
+    blocks = _blocks(5, seed=3)
+    paths = _write(
+        tmp_path, blocks, n_procs=2, buffer_mb=4 * 5 * 7 * 2 / 2**20, n_slots=2, engine=engine
+    )
+    for i, p in enumerate(paths):
+        _assert_reads_back(p, blocks, i, BIN)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_output_is_checked_after_it_is_written(tmp_path, monkeypatch, engine):
+    """A library that reports a failed write by printing (pyBigWig, pybigtools) leaves a broken
+    file and no exception: the writer re-opens every file and refuses it, keeping nothing."""
+    import regtracks.tracks.bigwig as bwmod
+
+    cls = bwmod._ENGINE_TRACKS[engine]
+    real_close = cls.close
+
+    def close_then_lose_the_end(self):
+        paths = list(self.paths)
+        real_close(self)
+        for p in paths:
+            with open(p, "r+b") as fh:
+                fh.truncate(os.path.getsize(p) // 2)
+
+    monkeypatch.setattr(cls, "close", close_then_lose_the_end)
+    paths = [tmp_path / "out" / f"t{i}.bw" for i in range(2)]
+    with pytest.raises(RegtracksError, match=r"t0\.bw: the bigWig written is incomplete"):
+        with BigWigWriter(paths, CHROM_SIZES, bin_size=BIN, n_procs=0, engine=engine) as w:
+            w.add("chrA", 0, _blocks(2)["chrA"])
+    assert os.listdir(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_full_disk_is_refused_before_the_library_writes(tmp_path, monkeypatch, engine):
+    import regtracks.tracks.bigwig as bwmod
+
+    real = shutil.disk_usage
+    paths = [tmp_path / f"t{i}.bw" for i in range(2)]
+    w = BigWigWriter(paths, CHROM_SIZES, bin_size=BIN, n_procs=0, engine=engine)
+    monkeypatch.setattr(bwmod.shutil, "disk_usage", lambda p: real(p)._replace(free=0))
+    with pytest.raises(RegtracksError) as e:
+        w.add("chrA", 0, _blocks(2)["chrA"])
+    msg = str(e.value)
+    assert "no space left on device" in msg and "t0.bw" in msg and "\n" not in msg
+    assert os.listdir(tmp_path) == []  # the writer aborted: no temporary left
+
+
+def test_unknown_or_missing_engine_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    from regtracks.tracks.bigwig import ENGINES as NAMES
+    from regtracks.tracks.bigwig import check_engine
+
+    assert NAMES == ("pybigwig", "figwig") and check_engine(None) == "pybigwig"
+    assert check_engine(" PyBigWig ") == "pybigwig"
+    with pytest.raises(RegtracksError, match=r"^bigWig engine \(--bigwig-engine\) must be one of "
+                       r"pybigwig, figwig, got 'pybigtools'$"):  # fmt: skip
+        BigWigWriter([tmp_path / "t.bw"], CHROM_SIZES, bin_size=BIN, engine="pybigtools")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "figwig" else real(name, *a)
+    )
+    with pytest.raises(RegtracksError, match=r"figwig needs the figwig package \(pip install"):
+        BigWigWriter([tmp_path / "t.bw"], CHROM_SIZES, bin_size=BIN, engine="figwig")
+    assert os.listdir(tmp_path) == []
+
+
+# --- an engine end to end: predict, hub check, readers -------------------------------------------
+@pytest.mark.parametrize("engine", ENGINES)
+def test_predict_with_engine_passes_hub_check_and_reads_back(trained_run, tmp_path, engine):
+    from typer.testing import CliRunner
+
+    from regtracks.cli import app
+
+    runner = CliRunner()
+    hubs = {}
+    for name in dict.fromkeys(["pybigwig", engine]):  # the engine, and pyBigWig to compare
+        hub = tmp_path / name
+        r = runner.invoke(app, [
+            "predict", str(trained_run), "--out", str(hub), "--writers", "0", "--chrom", "chr2",
+            "--bin-size", "128", "--category", "DNase", "--bigwig-engine", name,
+        ])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["hub", "check", str(hub)])
+        assert r.exit_code == 0, r.output
+        hubs[name] = hub / "tracks" / "pred_DNase.bw"
+    import pybigtools
+
+    ref = pyBigWig.open(str(hubs["pybigwig"]))
+    sizes = ref.chroms()
+    want = ref.values("chr2", 0, sizes["chr2"], numpy=True)
+    ref.close()
+    assert np.isnan(want[:100]).all() and np.isfinite(want).sum() > 50_000  # the N run at 0
+    with pyBigWig.open(str(hubs[engine])) as bw:
+        assert bw.chroms() == sizes and zoom_levels(hubs[engine]) >= 1
+        np.testing.assert_array_equal(bw.values("chr2", 0, sizes["chr2"], numpy=True), want)
+        assert bw.intervals("chr1") is None
+    rd = pybigtools.open(str(hubs[engine]))
+    np.testing.assert_array_equal(rd.values("chr2", 0, sizes["chr2"], fillna=None), want)
+    rd.close()
+
+
+def test_predict_bad_engine_fails_before_scanning(trained_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from regtracks.cli import app
+
+    r = CliRunner().invoke(app, [
+        "predict", str(trained_run), "--out", str(tmp_path / "hub"), "--chrom", "chr2",
+        "--bigwig-engine", "nope",
+    ])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: bigWig engine (--bigwig-engine) must be one of pybigwig, figwig, got 'nope'"
+    )
+    assert not (tmp_path / "hub").exists()

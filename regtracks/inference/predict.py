@@ -196,6 +196,7 @@ def predict(
     resume: bool = False,
     which: str = DEFAULT_RUNTIME.checkpoint,
     n_procs: int | None = None,
+    bigwig_engine: str | None = None,
     build: bool = True,
     peaks: bool = True,
     hub_options: dict | None = None,
@@ -236,6 +237,9 @@ def predict(
         Checkpoint of the run folder.
     n_procs : int, optional
         bigWig writer processes (default ``DEFAULT_BIGWIG.n_procs``; 0 = in this process).
+    bigwig_engine : {"pybigwig", "figwig"}, optional
+        The library that writes the tracks (default ``DEFAULT_BIGWIG.engine``; see
+        :class:`regtracks.tracks.bigwig.BigWigWriter`).
     build : bool
         Write the UCSC hub and IGV files after the tracks.
     peaks : bool
@@ -249,9 +253,11 @@ def predict(
     window_len : int, optional
         Deprecated name of ``scan_window`` (``DeprecationWarning``); removed in the next release.
     """
+    from regtracks.tracks.bigwig import check_engine
     from regtracks.tracks.hub import check_hub_options
 
     t_start = time.perf_counter()
+    bigwig_engine = check_engine(bigwig_engine)  # before the model loads
     scan_window = scan_window_arg(scan_window, window_len, caller="predict")
     if batch_size < 1:
         raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
@@ -276,14 +282,15 @@ def predict(
         remove_stale_temps(hub)  # of killed runs: no live writer is in this folder now
         return _predict_locked(
             sess, hub, wanted, plan, order, bin_size=bin_size, batch_size=batch_size,
-            rc_average=rc_average, resume=resume, n_procs=n_procs, build=build, peaks=peaks,
-            hub_options=hub_options, cfg=cfg, progress=progress, t_start=t_start,
+            rc_average=rc_average, resume=resume, n_procs=n_procs, bigwig_engine=bigwig_engine,
+            build=build, peaks=peaks, hub_options=hub_options, cfg=cfg, progress=progress,
+            t_start=t_start,
         )  # fmt: skip
 
 
 def _predict_locked(
     sess, hub: Path, wanted, plan, order, *, bin_size, batch_size, rc_average, resume, n_procs,
-    build, peaks, hub_options, cfg, progress, t_start,
+    bigwig_engine, build, peaks, hub_options, cfg, progress, t_start,
 ) -> PredictResult:  # fmt: skip
     """The body of :func:`predict`, run while holding the hub folder's lock."""
     from regtracks.inference.scan import scan_chromosome
@@ -361,7 +368,9 @@ def _predict_locked(
         t_scan = 0.0
         kept_chroms = {c for cs in carry.values() for c in cs}
         every = sorted(set(wanted) | kept_chroms, key=order.__getitem__)
-        with BigWigWriter(paths, chrom_sizes, bin_size=bin_size, n_procs=n_procs) as writer:
+        with BigWigWriter(
+            paths, chrom_sizes, bin_size=bin_size, n_procs=n_procs, engine=bigwig_engine
+        ) as writer:
             for c in every:
                 if c not in wanted:
                     _copy_chrom(writer, c, g.sizes[c], todo, paths, carry, bin_size, cfg)

@@ -1,4 +1,4 @@
-"""Many bigWig tracks written in parallel with pyBigWig, atomically, in bounded memory.
+"""Many bigWig tracks written in parallel (pyBigWig, or figwig), atomically, in bounded memory.
 
 Contract
 --------
@@ -20,8 +20,17 @@ no overlaps; gaps between blocks simply carry no data.
 Files
 -----
 Every file's header lists every chromosome of ``chrom_sizes`` in that order; zoom levels are
-left at pyBigWig's default (up to 10; ``maxZooms=0`` makes files IGV cannot read). Finite
-runs are written as fixedStep entries with ``span = step = bin_size``. Each file is written
+left at the engine's default (up to 10; ``maxZooms=0`` makes files IGV cannot read). With
+pyBigWig (``engine="pybigwig"``, the default) finite runs are written as fixedStep entries with
+``span = step = bin_size``; with figwig (``engine="figwig"``, an optional package: numba and
+libdeflate) as per-base fixedStep sections at 1 bp and as one bedGraph interval per bin at
+wider bins (figwig has no span: files about 1.6x pyBigWig's). Both read back the same values
+in pyBigWig, pybigtools and UCSC's library. ``benchmarks/bench_bigwig_engines.py`` measures the
+engines on the same arrays: pyBigWig takes the least CPU at 128 bp (figwig 1.06-1.11x,
+pybigtools 3x: it is no engine here), figwig 2.6x less than pyBigWig at 1 bp. Whatever the
+engine, each file is checked after it is finished (:func:`check_bigwig`: libraries print some
+write errors instead of raising them) and a block is refused before it is written when the
+disk may not hold it (libBigWig does not survive a full disk). Each file is written
 under a hidden temporary name beside its final path (``.<name>.XXXX.tmp.bw``) and renamed
 when :meth:`BigWigWriter.close` has finished **all** files; an exception, :meth:`abort` or a
 killed run leaves no file under a final name (temporaries of a killed run are removed by the
@@ -46,8 +55,9 @@ shared-memory buffer (``n_slots`` slots of ``buffer_mb / n_slots`` MiB; large bl
 fit) and returns at once, so the caller goes on scanning while the processes write; when every
 slot is still in use, ``add`` waits (back-pressure). The parent therefore holds
 ``buffer_mb`` MiB whatever the chromosome length; each writer holds about 100 KiB per open
-file while writing, and while closing a file the zoom data of that one file (about
-``chrom_len / bin_size * 3`` bytes at most).
+file while writing (figwig: up to ~640 KiB, the items it gathers before compressing them),
+and while closing a file the zoom data of that one file (about ``chrom_len / bin_size * 3``
+bytes at most).
 
 The pyBigWig write floor (the same arrays written by the same number of processes straight from
 memory, without the scanner and without the transfer) is a benchmark tool:
@@ -58,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import queue
 import shutil
@@ -81,6 +92,8 @@ __all__ = [
     "zoom_levels",
     "check_bigwig",
     "BIGWIG_MAGIC",
+    "ENGINES",
+    "check_engine",
 ]
 
 BIGWIG_MAGIC = 0x888FFC26
@@ -117,8 +130,38 @@ def _raise_open_file_limit(needed: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
-class _TrackSet:
-    """Open pyBigWig handles of some tracks; writes blocks of their rows."""
+ENGINES = ("pybigwig", "figwig")
+"""The libraries :class:`BigWigWriter` can write with (``engine=``; ``--bigwig-engine``)."""
+
+_FIGWIG_BATCH_ITEMS = 1 << 15
+"""Items a figwig file gathers before it compresses them (figwig's own default, 2**20, would
+hold about 20 MiB per file at wide bins: 18 GiB for 919 tracks)."""
+
+
+def check_engine(engine: str | None) -> str:
+    """The engine named (default ``DEFAULT_BIGWIG.engine``), checked: one of :data:`ENGINES`,
+    and its package importable. Raise :class:`RegtracksError` in one line otherwise."""
+    name = DEFAULT_BIGWIG.engine if engine is None else str(engine).strip().lower()
+    if name not in ENGINES:
+        raise RegtracksError(
+            f"bigWig engine (--bigwig-engine) must be one of {', '.join(ENGINES)}, got {engine!r}"
+        )
+    if name == "figwig" and importlib.util.find_spec("figwig") is None:
+        raise RegtracksError(
+            'bigWig engine figwig needs the figwig package (pip install "figwig[fast]"); '
+            "or use --bigwig-engine pybigwig"
+        )
+    return name
+
+
+class _Tracks:
+    """Open files of some tracks, written by one engine; writes blocks of their rows.
+
+    Subclasses open ``handles`` (one per path, in order) and write one row each; this class
+    holds what every engine shares: the disk-space guard (before the library writes) and the
+    count of bases written per track (checked in the file's header when it is finished)."""
+
+    bytes_per_bin = _DATA_BYTES_PER_BIN
 
     def __init__(
         self,
@@ -128,34 +171,30 @@ class _TrackSet:
         bin_size: int,
         names: Sequence[str] | None = None,
     ):
-        import pyBigWig
-
         _raise_open_file_limit(len(tmp_paths) + 64)
         self.bin_size = int(bin_size)
         self.chroms = [c for c, _ in chrom_sizes]
         self.sizes = [int(s) for _, s in chrom_sizes]
+        self.header = [(c, int(s)) for c, s in chrom_sizes]
         self.paths = [str(p) for p in tmp_paths]
         self.names = [str(p) for p in names] if names is not None else self.paths  # in errors
-        self.handles = []
+        self.handles: list = []
         self.bases = [0] * len(tmp_paths)  # bases covered per track: checked in the file
-        header = [(c, int(s)) for c, s in chrom_sizes]
-        for p, shown in zip(tmp_paths, self.names, strict=True):
+        for p, shown in zip(self.paths, self.names, strict=True):
             try:
-                bw = pyBigWig.open(str(p), "w")
-                if bw is None:
-                    raise RuntimeError("pyBigWig.open returned None")
-                # maxZooms left at its default: IGV needs zoom levels
-                bw.addHeader(header)
-            except (RuntimeError, OSError) as exc:
+                self.handles.append(self._open(p))
+            except (RuntimeError, OSError, ValueError, TypeError) as exc:
                 raise RegtracksError(
                     f"{shown}: cannot write the bigWig ({write_cause(p, exc)})"
                 ) from None
-            self.handles.append(bw)
+
+    def _open(self, path: str):
+        raise NotImplementedError
 
     def _room(self, i: int, need: int) -> None:
         """Refuse a write that may not fit on the disk of track ``i``: libBigWig does not
         survive a full disk (it corrupts its memory and aborts the process), so the check
-        comes before it writes."""
+        comes before any engine writes."""
         folder = os.path.dirname(self.paths[i]) or "."
         try:
             free = shutil.disk_usage(folder).free
@@ -169,48 +208,123 @@ class _TrackSet:
 
     def write(self, chrom_idx: int, start: int, block: np.ndarray) -> None:
         """Add ``block`` ``(t, n_bins)`` float32, row i to track i, bins from ``start``."""
-        chrom, size, bs = self.chroms[chrom_idx], self.sizes[chrom_idx], self.bin_size
+        size, bs = self.sizes[chrom_idx], self.bin_size
         if self.handles:  # the tracks share a folder: the block's data bytes, compressed
-            self._room(0, _DATA_BYTES_PER_BIN * block.size)
+            self._room(0, self.bytes_per_bin * block.size)
         n = block.shape[1]
         # bins [0, n_full) are whole; bin n_full (the chromosome's last) may be partial
         n_full = n if start + n * bs <= size else n - 1
-        last_start = start + n_full * bs
-        last_span = size - last_start
         finite = np.isfinite(block)
-        all_finite = finite.all(axis=1)
         covered = finite[:, :n_full].sum(axis=1) * bs
         if n_full < n:
-            covered += finite[:, n_full] * last_span
-        for i, bw in enumerate(self.handles):
+            covered += finite[:, n_full] * (size - (start + n_full * bs))
+        for i in range(len(self.handles)):
             self.bases[i] += int(covered[i])
-            row = block[i]
-            runs = [(0, n)] if all_finite[i] else _finite_runs(finite[i])
             try:
-                for a, b in runs:
-                    b_full = min(b, n_full)
-                    if b_full > a:
-                        bw.addEntries(chrom, start + a * bs, values=row[a:b_full], span=bs, step=bs)
-                    if b > n_full:
-                        bw.addEntries(
-                            chrom, last_start, values=row[n_full:b], span=last_span, step=last_span
-                        )
-            except (RuntimeError, OSError) as exc:
+                self._write_row(i, chrom_idx, start, block[i], finite[i], n_full)
+            except (RuntimeError, OSError, ValueError, TypeError) as exc:
                 cause = write_cause(self.paths[i], exc)
                 raise RegtracksError(f"{self.names[i]}: cannot write ({cause})") from None
 
+    def _write_row(self, i, chrom_idx, start, row, finite, n_full) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
-        """Finish every file (pyBigWig builds the zoom levels and the index here)."""
+        """Finish every file (the engine builds the zoom levels and the index here)."""
         k = len(self.paths) - len(self.handles)
         while self.handles:
             with contextlib.suppress(OSError):  # zoom levels and index: ~0.45x the data
                 self._room(k, int(os.path.getsize(self.paths[k]) * _CLOSE_BYTES_PER_BYTE))
             try:
                 self.handles.pop(0).close()
-            except (RuntimeError, OSError) as exc:
+            except (RuntimeError, OSError, ValueError, TypeError) as exc:
                 cause = write_cause(self.paths[k], exc)
                 raise RegtracksError(f"{self.names[k]}: cannot finish ({cause})") from None
             k += 1
+
+    def abandon(self) -> None:
+        """Drop the files without finishing them (the caller removes them)."""
+        self.handles.clear()
+
+
+class _TrackSet(_Tracks):
+    """pyBigWig (libBigWig): fixedStep entries with ``span = step = bin_size``."""
+
+    def _open(self, path: str):
+        import pyBigWig
+
+        bw = pyBigWig.open(path, "w")
+        if bw is None:
+            raise RuntimeError("pyBigWig.open returned None")
+        # maxZooms left at its default: IGV needs zoom levels
+        bw.addHeader(self.header)
+        return bw
+
+    def _write_row(self, i, chrom_idx, start, row, finite, n_full) -> None:
+        bw, chrom, bs = self.handles[i], self.chroms[chrom_idx], self.bin_size
+        n = len(row)
+        last_start = start + n_full * bs
+        last_span = self.sizes[chrom_idx] - last_start
+        runs = [(0, n)] if finite.all() else _finite_runs(finite)
+        for a, b in runs:
+            b_full = min(b, n_full)
+            if b_full > a:
+                bw.addEntries(chrom, start + a * bs, values=row[a:b_full], span=bs, step=bs)
+            if b > n_full:
+                bw.addEntries(
+                    chrom, last_start, values=row[n_full:b], span=last_span, step=last_span
+                )
+
+
+class _FigwigTracks(_Tracks):
+    """figwig: per-base fixedStep windows at 1 bp; one bedGraph interval per finite bin at
+    wider bins (figwig has no span). Its traps: non-finite bins are left out here (figwig
+    refuses infinities); ``missing=nan`` (its default, 0, would leave every 0 out); figwig
+    keeps views of the arrays it is given until it compresses them, so every row it gets is
+    a copy (the shared buffer's slots are reused); one thread per file (``n_jobs=1``: the
+    writer's processes are the parallelism); and its batch is capped (bounded memory). The
+    first use in a new environment compiles its numba kernels (15-30 s each, cached beside
+    the package; set ``NUMBA_CACHE_DIR`` where that folder is read-only)."""
+
+    def __init__(self, tmp_paths, chrom_sizes, *, bin_size: int, names=None):
+        # room a bin needs before compression: a bedGraph item is 12 bytes, a fixedStep one 4
+        self.bytes_per_bin = _DATA_BYTES_PER_BIN * (3 if bin_size > 1 else 1)
+        super().__init__(tmp_paths, chrom_sizes, bin_size=bin_size, names=names)
+
+    def _open(self, path: str):
+        import figwig
+
+        w = figwig.BigWigWriter(path, self.header, n_jobs=1)  # zooms=10, level 6
+        if hasattr(w, "_batch_items"):  # bounded memory per file (figwig 0.2)
+            w._batch_items = min(w._batch_items, _FIGWIG_BATCH_ITEMS)
+        return w
+
+    def _write_row(self, i, chrom_idx, start, row, finite, n_full) -> None:
+        w, chrom, bs = self.handles[i], self.chroms[chrom_idx], self.bin_size
+        if bs == 1:
+            values = np.where(finite, row, np.float32(np.nan))[None]  # a copy
+            w.write(chrom, np.array([start], np.int64), values, missing=np.nan)
+            return
+        j = np.flatnonzero(finite)
+        if not len(j):
+            return
+        starts = start + j * bs
+        ends = np.minimum(starts + bs, self.sizes[chrom_idx])
+        w.write(chrom, starts, row[j], ends=ends, missing=np.nan)  # row[j]: a copy
+
+    def abandon(self) -> None:
+        """Close the files without finishing them (the caller removes them)."""
+        while self.handles:
+            w = self.handles.pop()
+            with contextlib.suppress(Exception):
+                getattr(w, "_abandon", w.close)()
+
+
+_ENGINE_TRACKS = {"pybigwig": _TrackSet, "figwig": _FigwigTracks}
+
+
+def _track_set(engine: str, tmp_paths, chrom_sizes, *, bin_size: int, names=None) -> _Tracks:
+    return _ENGINE_TRACKS[engine](tmp_paths, chrom_sizes, bin_size=bin_size, names=names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +353,7 @@ def _worker_main(
     inbox,
     outbox,
     names: list[str] | None = None,
+    engine: str = "pybigwig",
 ):
     """Writer process: own tracks ``[lo, hi)``; write the blocks the parent posts in slots."""
     import signal
@@ -249,7 +364,7 @@ def _worker_main(
     try:
         shm = shared_memory.SharedMemory(name=shm_name)
         arr = np.ndarray(shape, dtype=np.float32, buffer=shm.buf)
-        tracks = _TrackSet(tmp_paths, chrom_sizes, bin_size=bin_size, names=names)
+        tracks = _track_set(engine, tmp_paths, chrom_sizes, bin_size=bin_size, names=names)
         while True:
             try:
                 msg = inbox.get(timeout=_POLL_S)
@@ -356,11 +471,15 @@ class BigWigWriter:
         Blocks in flight (default ``DEFAULT_BIGWIG.n_slots``).
     start_method : str, optional
         ``multiprocessing`` start method (default ``spawn``).
+    engine : {"pybigwig", "figwig"}, optional
+        The library that writes the files (default ``DEFAULT_BIGWIG.engine``, pyBigWig; see
+        the module docstring). figwig is an optional package.
 
     Raises
     ------
     RegtracksError
-        Bad arguments, files that cannot be created, a writer process that fails.
+        Bad arguments, an unknown engine or one not installed, files that cannot be created, a
+        writer process that fails.
 
     Examples
     --------
@@ -379,6 +498,7 @@ class BigWigWriter:
         buffer_mb: float | None = None,
         n_slots: int | None = None,
         start_method: str | None = None,
+        engine: str | None = None,
     ):
         self.paths = [Path(p) for p in paths]
         if not self.paths:
@@ -390,6 +510,7 @@ class BigWigWriter:
         self.bin_size = int(bin_size)
         if self.bin_size <= 0:
             raise RegtracksError(f"bin_size must be positive, got {bin_size}")
+        self.engine = check_engine(engine)
         self.n_tracks = len(self.paths)
         if rows is None:
             self.rows = None
@@ -416,7 +537,8 @@ class BigWigWriter:
                 _remove_stale_temps(p)
                 self._tmp.append(_make_temp(p))
             if self.n_procs == 0:
-                self._local = _TrackSet(
+                self._local = _track_set(
+                    self.engine,
                     [str(t) for t in self._tmp],
                     self.chrom_sizes,
                     bin_size=self.bin_size,
@@ -467,6 +589,7 @@ class BigWigWriter:
                     inbox,
                     self._outbox,
                     [str(p) for p in self.paths[lo:hi]],
+                    self.engine,
                 ),
                 name=f"regtracks-bigwig-{wid}",
                 daemon=True,
@@ -660,7 +783,7 @@ class BigWigWriter:
                 proc.join(1.0)
         local = getattr(self, "_local", None)
         if local is not None:
-            local.handles.clear()  # dropped, not finished: the files are removed below
+            local.abandon()  # dropped, not finished: the files are removed below
         self._release()
         for tmp in self._tmp:
             with contextlib.suppress(FileNotFoundError):
@@ -702,6 +825,7 @@ def write_bigwig(
     blocks: Iterable[tuple[str, int, np.ndarray]],
     *,
     bin_size: int,
+    engine: str | None = None,
 ) -> Path:
     """Write one track in the calling process, atomically.
 
@@ -716,12 +840,14 @@ def write_bigwig(
         data; in genome order (see :class:`BigWigWriter`).
     bin_size : int
         Bin width in bp.
+    engine : {"pybigwig", "figwig"}, optional
+        As for :class:`BigWigWriter`.
 
     Returns
     -------
     Path of the finished file.
     """
-    with BigWigWriter([path], chrom_sizes, bin_size=bin_size, n_procs=0) as writer:
+    with BigWigWriter([path], chrom_sizes, bin_size=bin_size, n_procs=0, engine=engine) as writer:
         for chrom, start, values in blocks:
             writer.add(chrom, start, np.asarray(values, dtype=np.float32).reshape(1, -1))
     return Path(path)

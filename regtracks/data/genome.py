@@ -12,6 +12,7 @@ The ``.fai`` (and ``.gzi`` for bgzip) index is built once, in the process that o
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import re
@@ -26,6 +27,7 @@ from regtracks._util import RegtracksError
 
 __all__ = [
     "Genome",
+    "CodeMap",
     "encode",
     "one_hot",
     "reverse_complement",
@@ -227,6 +229,7 @@ class Genome:
         self._handle = None
         self._pid = -1
         self._n_runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._code_map: CodeMap | None = None
 
     # -- index and names -------------------------------------------------------------------
     @property
@@ -429,6 +432,21 @@ class Genome:
             out[s - start : e - start] = encode(self.fetch_text(chrom, s, e))
         return out
 
+    def code_map(self) -> CodeMap:
+        """The whole genome's codes as one shared uint8 memory map (built once, then cached).
+
+        The codes are decoded once into ``<fasta>.codes-<key>.npy`` beside the FASTA (or, where
+        that folder is not writable, into the cache folder: ``$REGTRACKS_CACHE``, else
+        ``$XDG_CACHE_HOME/regtracks``, else ``~/.cache/regtracks``; where neither is, into
+        memory), written atomically. ``key`` hashes the FASTA's size, modification time and
+        chromosome sizes, so an edited FASTA gets a new file (the stale one is removed). Every
+        process that maps it (DataLoader workers, torchrun ranks) shares the same pages of the
+        page cache instead of decoding its own copy: fast random access to short windows.
+        """
+        if self._code_map is None:
+            self._code_map = _open_code_map(self)
+        return self._code_map
+
     def one_hot(self, chrom: str, start: int, end: int) -> np.ndarray:
         """``(4, end - start)`` float32 one-hot of ``[start, end)`` (N and off-chromosome = 0)."""
         return one_hot(self.fetch(chrom, start, end))
@@ -456,6 +474,121 @@ class Genome:
 
     def __repr__(self) -> str:
         return f"Genome({str(self.path)!r}, {len(self.chroms)} chroms, {self.total_len:,} bp)"
+
+
+class CodeMap:
+    """Codes of every chromosome of a genome end to end in FASTA order, as one uint8 array.
+
+    ``codes`` is a read-only memory map of a cached ``.npy`` (:meth:`Genome.code_map`), opened
+    lazily in each process (a pickled map carries its path, not its bytes); ``offset(chrom)``
+    is where ``chrom`` starts in it.
+    """
+
+    def __init__(
+        self, chrom_sizes: list[tuple[str, int]], path: Path | None, array: np.ndarray | None
+    ):
+        self.path = path
+        self.sizes = dict(chrom_sizes)
+        starts = np.cumsum([0] + [s for _, s in chrom_sizes])
+        self._offsets = {c: int(o) for (c, _), o in zip(chrom_sizes, starts[:-1], strict=True)}
+        self.total = int(starts[-1])
+        self._array = array
+
+    @property
+    def codes(self) -> np.ndarray:
+        """``(total,)`` uint8 codes (read-only)."""
+        if self._array is None:
+            self._array = np.load(self.path, mmap_mode="r")
+        return self._array
+
+    def offset(self, chrom: str) -> int:
+        """Where ``chrom`` (the genome's own name) starts in :attr:`codes`."""
+        return self._offsets[chrom]
+
+    def fetch(self, chrom: str, start: int, end: int) -> np.ndarray:
+        """Codes of ``[start, end)`` of ``chrom`` (a copy); positions outside it are N."""
+        start, end = int(start), int(end)
+        out = np.zeros(max(end - start, 0), dtype=np.uint8)
+        s, e = max(0, start), min(self.sizes[chrom], end)
+        if e > s:
+            o = self._offsets[chrom]
+            out[s - start : e - start] = self.codes[o + s : o + e]
+        return out
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self.path is not None:
+            state["_array"] = None
+        return state
+
+
+def _cache_folder() -> Path:
+    if os.environ.get("REGTRACKS_CACHE"):
+        return Path(os.environ["REGTRACKS_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "regtracks"
+
+
+def _open_code_map(genome: Genome) -> CodeMap:
+    """The genome's cached codes: found, else written (beside the FASTA, else in the cache
+    folder), else decoded into memory."""
+    from regtracks._util import atomic_path
+
+    st = genome.path.stat()
+    key = hashlib.sha256(
+        f"{st.st_size}:{st.st_mtime_ns}:{genome.sizes_hash()}".encode()
+    ).hexdigest()[:16]
+    where = hashlib.sha256(str(genome.path).encode()).hexdigest()[:12]
+    places = [(genome.path.parent, f"{genome.path.name}.codes-")]
+    with contextlib.suppress(RuntimeError, KeyError):  # no home folder: beside or in memory
+        places.append((_cache_folder() / "codes", f"{genome.path.name}-{where}.codes-"))
+    sizes = genome.chrom_sizes
+    total = sum(s for _, s in sizes)
+
+    def usable(path: Path) -> bool:
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError):
+            return False
+        return arr.dtype == np.uint8 and arr.shape == (total,)
+
+    for folder, prefix in places:
+        path = folder / f"{prefix}{key}.npy"
+        if path.is_file() and usable(path):
+            return CodeMap(sizes, path, None)
+    for folder, prefix in places:
+        path = folder / f"{prefix}{key}.npy"
+
+        def check(tmp: Path) -> None:
+            if not usable(tmp):
+                raise RegtracksError(f"{tmp}: the cached genome codes did not read back")
+
+        try:
+            with atomic_path(path, check=check) as tmp:
+                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total,))
+                _decode_into(genome, arr)
+                arr.flush()
+                del arr
+        except (RegtracksError, OSError):
+            continue
+        for old in folder.glob(f"{glob.escape(prefix)}*.npy"):
+            if old != path:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+        return CodeMap(sizes, path, None)
+    arr = np.empty(total, dtype=np.uint8)
+    _decode_into(genome, arr)
+    return CodeMap(sizes, None, arr)
+
+
+def _decode_into(genome: Genome, out: np.ndarray, chunk: int = 1 << 24) -> None:
+    """Every chromosome's codes, end to end, into ``out`` (``chunk`` bases a read)."""
+    o = 0
+    for chrom, size in genome.chrom_sizes:
+        for s in range(0, size, chunk):
+            e = min(size, s + chunk)
+            out[o + s : o + e] = encode(genome.fetch_text(chrom, s, e))
+        o += size
 
 
 def write_fasta_record(fh, name: str, text: np.ndarray, *, width: int = 60) -> None:

@@ -47,7 +47,13 @@ from regtracks.config import DEFAULT_DATA, DEFAULT_TRAIN, DataConfig, TrainConfi
 from regtracks.data.datasets import to_device
 from regtracks.data.prepare import TaskData, positive_fraction, prepare
 from regtracks.runtime import DistEnv, any_rank, autocast_dtype, configure_cuda, resolve_device
-from regtracks.training.loaders import EpochSampler, ShardSampler, make_dataset, make_loader
+from regtracks.training.loaders import (
+    EpochSampler,
+    ShardSampler,
+    close_loader,
+    make_dataset,
+    make_loader,
+)
 
 __all__ = ["train", "Trainer", "TrainResult", "init_output_bias"]
 
@@ -363,7 +369,10 @@ class Trainer:
             raise
 
     def close(self) -> None:
-        """Release the run folder (:meth:`run` does when it ends); the trainer is done."""
+        """Stop the loaders' workers and release the run folder (:meth:`run` does when it
+        ends); the trainer is done."""
+        for name in ("loader", "valid_loader"):
+            close_loader(getattr(self, name, None))
         self._hold.close()
 
     def _setup(self, genome, markers, cfg, data_cfg, exclude, resume, task_data) -> None:
@@ -434,7 +443,11 @@ class Trainer:
                 f"{cfg.batch_size} x {dist.world} process(es); lower --batch-size"
             )
         loader_kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "device": device}
-        self.loader = make_loader(self.train_ds, self.sampler, collate, **loader_kw)
+        # on the CPU the workers build the labels in the dtype the loss takes (float32; the
+        # validation metrics take uint8); the workers persist across epochs and validations
+        self.loader = make_loader(
+            self.train_ds, self.sampler, collate, label_dtype=torch.float32, **loader_kw
+        )
         self.valid_loader = make_loader(
             self.valid_ds, ShardSampler(len(self.valid_ds), dist), collate, **loader_kw
         )

@@ -108,8 +108,11 @@ def test_cli_defaults_are_the_library_defaults():
 
 
 def _field(run, *extra):
-    r = runner.invoke(app, ["receptive-field", str(run), "--samples", "4", "--device", "cpu",
-                            *extra])  # fmt: skip
+    r = runner.invoke(
+        app,
+        ["receptive-field", str(run), "--samples", "4", "--device", "cpu", *extra],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip; a table unwrapped
     assert r.exit_code == 0, r.output
     return r
 

@@ -723,8 +723,11 @@ def test_check_bad_2bit_and_missing_hub(good_hub, tmp_path):
         f"genomes.txt:{line_of(good_hub / 'genomes.txt', 'twoBitPath')}: genome toy: "
         "not a .2bit file (bad signature)"
     ]
+    (tmp_path / "empty").mkdir()  # a folder without hub.txt: a problem of the hub
     code, lines = _check_cli(tmp_path / "empty")
     assert code == 1 and lines == [f"{tmp_path / 'empty' / 'hub.txt'}: hub file not found"]
+    r = runner.invoke(app, ["hub", "check", str(tmp_path / "none")])  # no such path: an error
+    assert r.exit_code == 1 and "error:" in r.output and "no such hub folder" in r.output
 
 
 def test_check_one_file_hub_line_numbers(tmp_path):

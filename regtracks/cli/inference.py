@@ -9,6 +9,7 @@ import typer
 
 from regtracks.cli.common import command, in_kbp, info, progress_bar, tracks_notes, warn
 from regtracks.cli.options import (
+    BigWigEngineOpt,
     ChromOpt,
     GenomeNameOpt,
     MarkerOptions,
@@ -20,18 +21,21 @@ from regtracks.cli.options import (
     RadiusOpt,
     RcAverageOpt,
     ReduceOpt,
+    RefMismatchOpt,
     RegionOpt,
     SaliencyScanOptions,
     ScanOptions,
     TargetOpt,
+    VariantFormatOpt,
     VcfOpt,
+    VcfOutOpt,
     WritersOpt,
     batch_size_option,
     names,
     out_option,
     resume_option,
 )
-from regtracks.config import DEFAULT_SALIENCY, DEFAULT_VARIANTS
+from regtracks.config import DEFAULT_BIGWIG, DEFAULT_SALIENCY, DEFAULT_VARIANTS
 
 app = typer.Typer()
 
@@ -54,6 +58,7 @@ def predict(
         bool, resume_option("Keep the tracks already complete from this checkpoint.")
     ] = False,
     writers: WritersOpt = None,
+    bigwig_engine: BigWigEngineOpt = DEFAULT_BIGWIG.engine,
     genome_name: GenomeNameOpt = None,
     one_file: OneFileOpt = None,
     no_hub: NoHubOpt = False,
@@ -80,6 +85,7 @@ def predict(
             rc_average=rc_average,
             resume=resume,
             n_procs=plan.writers,
+            bigwig_engine=bigwig_engine,
             build=not no_hub,
             peaks=peaks,
             hub_options={k: v for k, v in hub_options.items() if v is not None},
@@ -169,16 +175,30 @@ def saliency(
 @command(app, renamed=MARKER_RENAMES)
 def variants(
     vcf: VcfOpt,
-    out: Annotated[Path, out_option("TSV: one row per allele and marker (see the docs).")],
+    out: Annotated[
+        Path,
+        out_option(
+            "Scores: a TSV (--format wide or long) or an HDF5 file (h5); <out>.skipped.tsv "
+            "beside it lists the records not scored."
+        ),
+    ],
     model: ModelOptions,
     select: MarkerOptions = MarkerOptions(),
     radius: RadiusOpt = DEFAULT_VARIANTS.radius,
+    fmt: VariantFormatOpt = "wide",
+    vcf_out: VcfOutOpt = None,
+    on_ref_mismatch: RefMismatchOpt = "skip",
     batch_size: Annotated[
         int, batch_size_option("Variants per forward pass.")
     ] = DEFAULT_VARIANTS.batch_size,
     precision: PrecisionOpt = DEFAULT_VARIANTS.precision,
 ):
-    """Score variants: each marker's predicted probability around REF and ALT, and the change."""
+    """Score variants: each marker's predicted probability around REF and ALT, and the change.
+
+    Per allele and marker: diff (alt - ref mean probability within --radius bp), maxabs (the
+    largest change at one position) and logodds (log-odds ratio of the mean probabilities).
+    Nearby variants of a sorted VCF share one reference pass.
+    """
     from regtracks.inference.variants import score_variants
 
     model.use_threads()
@@ -192,9 +212,22 @@ def variants(
             radius=radius,
             batch_size=batch_size,
             precision=precision,
-            progress=update,
+            fmt=fmt,
+            vcf_out=vcf_out,
+            on_ref_mismatch=on_ref_mismatch,
+            progress=lambda done, total, label: update(done, total, f"records, {label}"),
         )
-    note = f"; skipped {res.skipped} symbolic allele(s)" if res.skipped else ""
+    what = "variants" if fmt == "h5" else "rows"
     info(
-        f"scored {res.variants:,} allele(s) ({res.rows:,} rows, {res.seconds:.1f} s) to {out}{note}"
+        f"scored {res.variants:,} allele(s) of {res.records:,} record(s) ({res.rows:,} {what}, "
+        f"{res.seconds:.1f} s, {res.variants_per_s:,.1f} variants/s) to {out}"
     )
+    if res.skipped:
+        warn(f"skipped {res.skipped:,}: {res.skip_summary()}; listed in {res.skipped_path}")
+    if res.vcf_out is not None:
+        info(f"annotated VCF: {res.vcf_out} (tabix index {res.index.name})")
+    if not res.sorted:
+        info(
+            "note: the VCF is not sorted by position: only neighbouring records share windows "
+            "(bcftools sort makes scoring faster)"
+        )

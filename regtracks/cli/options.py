@@ -177,13 +177,17 @@ BinSizeOpt = option(int, "--bin-size", help="Track resolution in bp (the mean pe
 ChromOpt = option(list[str], "--chrom", "-c", help="Chromosome(s) to predict: repeatable, or a comma list; or 'all'.")
 RcAverageOpt = option(bool, "--rc-average", help="Average with the reverse-complement prediction.")
 WritersOpt = option(int, "--writers", help="bigWig writer processes (0: in this process).")
+BigWigEngineOpt = option(str, "--bigwig-engine", help="Library that writes the bigWigs: pybigwig (the default; least CPU at 128 bp, smallest files) or figwig (an optional package, pip install 'figwig[fast]'; 2.6x less CPU at --bin-size 1).")
 RegionOpt = option(str, "--region", "-r", help="chr1:1,000,001-1,100,000 (1-based, inclusive) or a chromosome.")
 ReduceOpt = option(str, "--reduce", help="grad_x_input (gradient at the base present) or norm (paper Fig. 2).")
 TargetOpt = option(str, "--target", help="Outputs back-propagated from: positives (the marker's labels, the paper's Fig. 2; the default when the run's peak files are there, else all), predicted (probability > 0.5) or all.")
 SamplesOpt = option(int, "--samples", help="Output positions sampled (from the --split windows).")
 PlotOpt = option(Path, "--plot", help="Also draw the curve into this PNG (needs matplotlib, the plot extra).")
-VcfOpt = option(Path, "--vcf", help="VCF (plain or gzip); REF must match the genome.")
+VcfOpt = option(Path, "--vcf", help="VCF (plain or gzip); records whose REF does not match the genome are skipped (see --on-ref-mismatch).")
 RadiusOpt = option(int, "--radius", help="Bases scored on each side of a variant.")
+VariantFormatOpt = option(str, "--format", help="wide (one row per allele, <marker>.diff/.maxabs/.logodds columns), long (one row per allele and marker) or h5 (HDF5, a variants x markers dataset per statistic; needs h5py).")
+VcfOutOpt = option(Path, "--vcf-out", help="Also write the VCF with the scores as INFO fields (RT_<marker>_<stat>): .vcf.gz, bgzip with a tabix index.")
+RefMismatchOpt = option(str, "--on-ref-mismatch", help="skip (list the record in <out>.skipped.tsv) or error (stop at the first) when REF does not match the genome, the chromosome is unknown or REF runs past its end.")
 
 # --- hubs --------------------------------------------------------------------------------------
 NoHubOpt = option(bool, "--no-hub", help="Write tracks and manifest.json only.")

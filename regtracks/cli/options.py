@@ -162,6 +162,7 @@ PatienceOpt = option(int, "--patience", help="Stop after N validations without i
 EvalEveryOpt = option(int, "--eval-every", help="Validate every N steps (0: each epoch).")
 MaxEvalBatchesOpt = option(int, "--max-eval-batches", help="Validate on at most N batches (0: all).")
 WorkersOpt = option(int, "--workers", help="DataLoader worker processes.")
+CompileOpt = option(bool, "--compile/--no-compile", help="torch.compile the model for training (the first step waits for the compiler; needs a C compiler on CPU, Triton on CUDA).")
 OverwriteOpt = option(bool, "--overwrite", help="Start again in a folder that holds a run.")
 EvalSplitOpt = option(str, "--split", help="Split to score: valid or test.")
 
@@ -273,6 +274,7 @@ class TrainOptions(Bundle):
     device: DeviceOpt = DEFAULT_TRAIN.device
     precision: PrecisionOpt = DEFAULT_TRAIN.precision
     workers: WorkersOpt = DEFAULT_TRAIN.workers
+    compile: CompileOpt = DEFAULT_TRAIN.compile
     threads: ThreadsOpt = DEFAULT_RUNTIME.threads
 
     def config(self, **more) -> TrainConfig:

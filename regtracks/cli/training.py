@@ -137,6 +137,7 @@ RESUME_MAY_CHANGE = (
     "patience",
     "device",
     "workers",
+    "compile",
     "threads",
     "tensorboard",
     "genome",
@@ -277,9 +278,9 @@ def train(
         resume_option(
             "Continue RUN from its last.pt with the options it was started with "
             "(RUN/options.json; --out RUN --resume is the same). Beside it --epochs, "
-            "--max-steps, --patience, --device, --workers, --threads and --tensorboard may "
-            "change, --genome/--markers may name moved files; any other option must be the "
-            "run's.",
+            "--max-steps, --patience, --device, --workers, --compile, --threads and "
+            "--tensorboard may change, --genome/--markers may name moved files; any other "
+            "option must be the run's.",
             metavar="[RUN]",
         ),
     ] = False,

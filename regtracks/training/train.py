@@ -19,7 +19,14 @@ and the torch RNG state is saved with the step it belongs to.
 
 Many GPUs: ``torchrun --nproc-per-node N -m regtracks train ...`` starts N processes; each
 trains on its shard of every epoch's batches (PyTorch DDP), validation metrics are summed over
-processes, and rank 0 alone writes files.
+processes, and rank 0 alone writes files. On CUDA batch norm becomes ``SyncBatchNorm``
+(``TrainConfig.sync_batchnorm``); DDP runs with ``gradient_as_bucket_view`` (no second copy of
+the gradients) and looks for unused parameters only where the model has some
+(:func:`unused_parameters`); before each validation every process takes rank 0's buffers, so
+all score the model that rank 0 saves.
+
+Memory: the loss takes the logits in their dtype (bf16 under autocast) and the labels as uint8
+(:func:`regtracks.training.loss.bce_with_logits`): no float32 copy of the ``(N, M, L)`` tensors.
 """
 
 from __future__ import annotations
@@ -54,8 +61,9 @@ from regtracks.training.loaders import (
     make_dataset,
     make_loader,
 )
+from regtracks.training.loss import bce_with_logits
 
-__all__ = ["train", "Trainer", "TrainResult", "init_output_bias"]
+__all__ = ["train", "Trainer", "TrainResult", "init_output_bias", "unused_parameters"]
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -415,6 +423,9 @@ class Trainer:
         if ck is None:
             init_output_bias(model, positive_fraction(td, "train"))
         model.to(device)
+        self.sync_bn = cfg.sync_batchnorm and dist.world > 1 and device.type == "cuda"
+        if self.sync_bn:  # the same parameters and buffers (and state_dict keys), synced stats
+            self.model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.state = {
             "epoch": 0,
@@ -443,20 +454,33 @@ class Trainer:
                 f"{cfg.batch_size} x {dist.world} process(es); lower --batch-size"
             )
         loader_kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "device": device}
-        # on the CPU the workers build the labels in the dtype the loss takes (float32; the
-        # validation metrics take uint8); the workers persist across epochs and validations
+        # on the CPU the workers build the labels in the dtype the loss and the validation
+        # metrics take (uint8: bce_with_logits casts a few windows at a time); the workers of
+        # both loaders persist across epochs and validations, on every rank
         self.loader = make_loader(
-            self.train_ds, self.sampler, collate, label_dtype=torch.float32, **loader_kw
+            self.train_ds, self.sampler, collate, label_dtype=torch.uint8, **loader_kw
         )
         self.valid_loader = make_loader(
             self.valid_ds, ShardSampler(len(self.valid_ds), dist), collate, **loader_kw
         )
         self.wrapped = model
+        self.find_unused = False
         if dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [device.index] if device.type == "cuda" else None
-            self.wrapped = DDP(model, device_ids=ids)
+            self.find_unused = bool(unused_parameters(model, td, device))
+            self.wrapped = DDP(
+                model,
+                device_ids=ids,
+                find_unused_parameters=self.find_unused,
+                gradient_as_bucket_view=True,
+                **_no_buffer_broadcast(self.sync_bn),
+            )
+        if cfg.compile:
+            # after the DDP wrap (PyTorch's rule for DDP + compile); self.model stays the
+            # plain module: validation and checkpoints (no "_orig_mod." keys) use it
+            self.wrapped = torch.compile(self.wrapped)
         self.pos_weight = torch.tensor(cfg.pos_weight, device=device)
         self.marker_weight = marker_weights(
             cfg.marker_weighting, positive_fraction(td, "train"), device, task=td.task
@@ -526,15 +550,24 @@ class Trainer:
         from regtracks.models import loss_outputs
 
         x, y = to_device(batch, self.td.n_markers, self.device)
-        with torch.autocast(
-            self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
-        ):
-            outs = loss_outputs(self.wrapped, x)
-        loss = sum(self.loss(o, y) for o in outs) / len(outs)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.state["step"])
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            with torch.autocast(
+                self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+            ):
+                outs = loss_outputs(self.wrapped, x)
+            loss = sum(self.loss(o, y) for o in outs) / len(outs)
+            loss.backward()
+        except Exception as exc:
+            if self.cfg.compile and _compile_error(exc):
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                raise RegtracksError(
+                    f"--compile: torch.compile failed ({type(exc).__name__}: {first}); train "
+                    "without --compile"
+                ) from exc
+            raise
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
@@ -544,12 +577,10 @@ class Trainer:
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Binary cross-entropy averaged over positions and markers (each marker weighted by
-        ``marker_weight`` when the run balances markers)."""
-        bce = nn.functional.binary_cross_entropy_with_logits
-        if self.marker_weight is None:
-            return bce(logits.float(), y.float(), pos_weight=self.pos_weight)
-        per = bce(logits.float(), y.float(), pos_weight=self.pos_weight, reduction="none")
-        return (per * self.marker_weight).mean()
+        ``marker_weight`` when the run balances markers), in float32, from the logits in their
+        own dtype and the labels in theirs (uint8): :func:`~regtracks.training.loss.bce_with_logits`
+        makes no float32 copy of either."""
+        return bce_with_logits(logits, y, pos_weight=self.pos_weight, weight=self.marker_weight)
 
     def validate(self) -> dict | None:
         """Validation PR-AUC / ROC-AUC: per-category means, the overall mean and per marker."""
@@ -557,6 +588,8 @@ class Trainer:
 
         if len(self.valid_ds) == 0:
             return None
+        if self.dist.world > 1:
+            self.sync_buffers()
         self.model.eval()
         res, _ = evaluate_loader(
             self.model,
@@ -574,6 +607,16 @@ class Trainer:
             "roc_auc": _category_means(res.roc_auc, cats),
             "pr_auc_markers": [_finite(v) for v in res.pr_auc],
         }
+
+    def sync_buffers(self) -> None:
+        """Every process takes rank 0's buffers (batch-norm running statistics).
+
+        DDP broadcasts them at the start of each forward (without SyncBatchNorm), so after the
+        last step each process holds rank 0's statistics plus its own last update; validation
+        then scores the model rank 0 saves, on every process.
+        """
+        for b in self.model.buffers():
+            torch.distributed.broadcast(b, 0)
 
     def save(self, kind: str) -> None:
         """Write ``best.pt`` (weights) or ``last.pt`` (also optimizer, RNG, data position)."""
@@ -947,6 +990,69 @@ def lr_schedule(step: int, lr: float, warmup: int, decay: str, total: int) -> fl
         t = min(1.0, (step - warmup) / (total - 1 - warmup))
         return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
     return lr
+
+
+def unused_parameters(model: nn.Module, td: TaskData, device: torch.device) -> list[str]:
+    """Names of the trainable parameters that the training loss gives no gradient.
+
+    DDP must be told of such parameters (``find_unused_parameters=True``, which costs a walk
+    of the autograd graph every step); without it DDP fails at the second step ("Expected to
+    have finished reduction in the prior iteration"). A model may say so itself with an
+    attribute ``find_unused_parameters`` (True / False); else one forward and backward of the
+    loss outputs on two random windows of the run's length, in eval mode (no batch-norm
+    statistics change, no dropout draws, the global RNG untouched; cuDNN off where the model
+    has an RNN, whose cuDNN backward refuses eval mode), finds them. The gradients are then
+    cleared.
+    """
+    from regtracks.models import loss_outputs
+
+    declared = getattr(model, "find_unused_parameters", None)
+    if isinstance(declared, bool):
+        return ["(declared by the model)"] if declared else []
+    length = int(getattr(model, "seq_len", 0) or td.samples.length)
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 4, (2, length), generator=gen)
+    x = nn.functional.one_hot(codes, 4).transpose(1, 2).float().to(device)
+    rnn = any(isinstance(m, nn.RNNBase) for m in model.modules())
+    no_cudnn = torch.backends.cudnn.flags(enabled=False) if rnn else contextlib.nullcontext()
+    was = model.training
+    model.eval()
+    try:
+        with torch.enable_grad(), no_cudnn:
+            outs = loss_outputs(model, x)
+            sum(o.float().sum() for o in outs).backward()
+        return [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was)
+
+
+def _no_buffer_broadcast(sync_bn: bool) -> dict:
+    """DDP's keyword that stops the broadcast of rank 0's buffers before every forward, where
+    SyncBatchNorm keeps the running statistics equal on every rank already (else DDP's default,
+    the broadcast, stays). ``forward_sync_buffers`` in newer torch, ``broadcast_buffers`` (then
+    deprecated) before."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if not sync_bn:
+        return {}
+    params = inspect.signature(DDP).parameters
+    return {
+        "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False
+    }
+
+
+def _compile_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from torch.compile (dynamo, inductor, a missing compiler)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (type(exc).__module__ or "").startswith(("torch._dynamo", "torch._inductor")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _check_options(cfg: TrainConfig) -> None:

@@ -104,6 +104,44 @@ def test_planted_sites_and_rules(sim):
         assert centres  # some peaks
 
 
+def test_distal_range_and_broad_density_options(tmp_path):
+    """``simulate --distal-min --distal-max --broad-density`` reach the configuration; a
+    distal marker's peak is there iff a partner site lies in that range (brute force over the
+    planted sites, noise off); the histone motif's site count follows ``broad_density``."""
+    out = tmp_path / "cli"
+    r = _sim_cli(
+        "--out", str(out), "--n-chroms", "1", "--chrom-len", "50000", "--n-markers", "5",
+        "--distal-min", "1000", "--distal-max", "1400", "--broad-density", "10",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "simulation.json").read_text())
+    cfg = info["config"]
+    assert (cfg["distal_min"], cfg["distal_max"], cfg["broad_density"]) == (1000, 1400, 10)
+    assert "1-1.4 kb" in next(m for m in info["markers"] if m["rule"] == "distal")["description"]
+
+    out = tmp_path / "lib"
+    cfg = replace(CFG, n_markers=5, site_density=60.0, broad_density=10.0, distal_min=1000,
+                  distal_max=1400)  # fmt: skip
+    simulate(out, cfg)
+    info = json.loads((out / "simulation.json").read_text())
+    sites = {}
+    for ln in (out / "truth.bed").read_text().splitlines():
+        chrom, s, e, motif = ln.split("\t")[:4]
+        sites.setdefault(motif, []).append((chrom, (int(s) + int(e)) // 2))
+    distal = next(m for m in info["markers"] if m["rule"] == "distal")
+    rows = read_rows(out / "peaks" / f"{distal['name']}.bed.gz")
+    partner = sites[distal["partner_name"]]
+    own = sites[distal["motif_names"][0]]
+    n_pos = 0
+    for c, p in own:
+        has = any(c2 == c and 1_000 <= abs(p2 - p) <= 1_400 for c2, p2 in partner)
+        assert any(c2 == c and s <= p < e for c2, s, e in rows) == has
+        n_pos += has
+    assert 0 < n_pos < len(own)
+    broad = next(m for m in info["markers"] if m["rule"] == "broad")
+    assert len(sites[broad["motif_names"][0]]) < len(own) / 3  # 10 against 60 per Mbp
+
+
 def test_deterministic(sim, tmp_path):
     out, _, _ = sim
     simulate(tmp_path, CFG)
@@ -457,6 +495,9 @@ def _one_line(r, *needles):
         (["--chrom-len", "0"], ["--chrom-len"]),
         (["--chrom-len", "-100"], ["--chrom-len"]),
         (["--chrom-len", "10000000000"], ["--chrom-len", "4,294,967,295"]),
+        (["--broad-density", "-1"], ["--broad-density", ">= 0"]),
+        (["--distal-min", "0"], ["--distal-min", ">= 1"]),
+        (["--distal-min", "2000", "--distal-max", "1500"], ["--distal-max", "--distal-min (2000)"]),
     ],
 )
 def test_simulate_option_ranges(tmp_path, argv, needles):
@@ -493,9 +534,9 @@ def test_site_density_bound_is_what_fits(tmp_path):
         ("softmask_fraction", 1.5, "softmask_fraction"),
         ("noise", -0.1, "noise"),
         ("mutation", 2.0, "mutation"),
-        ("distal_min", 0, "distal_min"),
-        ("distal_max", 500, "distal_max"),
-        ("broad_density", -3.0, "broad_density"),
+        ("distal_min", 0, "--distal-min"),
+        ("distal_max", 500, "--distal-max"),
+        ("broad_density", -3.0, "--broad-density"),
         ("seed", 1.5, "--seed"),
     ],
 )

@@ -10,8 +10,11 @@ import typer
 
 from regtracks.cli.common import Group, command, in_kbp, info, progress_bar, stdout
 from regtracks.cli.options import (
+    BroadDensityOpt,
     ChromLenOpt,
     DataOptions,
+    DistalMaxOpt,
+    DistalMinOpt,
     JsonOpt,
     MotifsOpt,
     NChromsOpt,
@@ -64,6 +67,9 @@ def simulate(
     chrom_len: ChromLenOpt = DEFAULT_SIM.chrom_len,
     n_markers: NMarkersOpt = DEFAULT_SIM.n_markers,
     site_density: SiteDensityOpt = DEFAULT_SIM.site_density,
+    broad_density: BroadDensityOpt = DEFAULT_SIM.broad_density,
+    distal_min: DistalMinOpt = DEFAULT_SIM.distal_min,
+    distal_max: DistalMaxOpt = DEFAULT_SIM.distal_max,
     genome: Annotated[
         Path,
         genome_option(
@@ -84,6 +90,9 @@ def simulate(
         chrom_len=chrom_len,
         n_markers=n_markers,
         site_density=site_density,
+        broad_density=broad_density,
+        distal_min=distal_min,
+        distal_max=distal_max,
     )
     given = {k: v for k, v in values.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
     cfg = sim_config(real_genome=genome is not None, **given)

@@ -142,6 +142,9 @@ NMarkersOpt = option(int, "--n-markers", help="Number of markers M (919 in the p
 NChromsOpt = option(int, "--n-chroms", help="Number of chromosomes (with --genome: the first N).")
 ChromLenOpt = option(int, "--chrom-len", help="Chromosome length (with --genome: crop to it).")
 SiteDensityOpt = option(float, "--site-density", help="Planted sites per Mbp of each motif.")
+BroadDensityOpt = option(float, "--broad-density", help="Planted sites per Mbp of the motifs histone marks follow (default: --site-density).")
+DistalMinOpt = option(int, "--distal-min", help="Distal rule: nearest partner site distance, bp (centre to centre).")
+DistalMaxOpt = option(int, "--distal-max", help="Distal rule: farthest partner site distance, bp; at a high --site-density a narrow range keeps chance partners rare.")
 MotifsOpt = option(str, "--motifs", help="JASPAR (.jaspar, .pfm) or MEME file: plant sites sampled from these PWMs instead of the consensus library (examples/jaspar_motifs.py writes one).")
 
 # --- training ----------------------------------------------------------------------------------

@@ -381,7 +381,10 @@ def check_config(
 
     number(cfg.seed, "--seed must be an integer >= 0", lo=0, integer=True)
     number(cfg.n_markers, "--n-markers must be at least 3 (one per category)", lo=3, integer=True)
-    for opt, value in (("--site-density", cfg.site_density), ("broad_density", cfg.broad_density)):
+    for opt, value in (
+        ("--site-density", cfg.site_density),
+        ("--broad-density", cfg.broad_density),
+    ):
         if value is not None:
             number(value, f"{opt} must be a number >= 0 (sites per Mbp)", lo=0)
     if motif_len is None:
@@ -409,9 +412,9 @@ def check_config(
         number(cfg.gc, "gc must be between 0 and 1", lo=0, hi=1, open_=True)
         number(cfg.n_gaps_per_chrom, "n_gaps_per_chrom must be an integer >= 0", lo=0, integer=True)
         number(cfg.softmask_fraction, "softmask_fraction must be between 0 and 1", lo=0, hi=1)
-    number(cfg.distal_min, "distal_min must be an integer >= 1 (bp)", lo=1, integer=True)
+    number(cfg.distal_min, "--distal-min must be an integer >= 1 (bp)", lo=1, integer=True)
     number(
-        cfg.distal_max, f"distal_max must be an integer >= distal_min ({cfg.distal_min})",
+        cfg.distal_max, f"--distal-max must be an integer >= --distal-min ({cfg.distal_min})",
         lo=cfg.distal_min, integer=True,
     )  # fmt: skip
     number(cfg.noise, "noise must be between 0 and 1", lo=0, hi=1)
@@ -428,7 +431,10 @@ def _check_site_density(cfg: SimConfig, motif_len: np.ndarray) -> None:
     """Sites never overlap: at most ``1e6 / sum(motif lengths)`` sites per Mbp of each motif
     fit (then the motifs would cover the whole genome)."""
     most = 1e6 / float(motif_len.sum())
-    for opt, value in (("--site-density", cfg.site_density), ("broad_density", cfg.broad_density)):
+    for opt, value in (
+        ("--site-density", cfg.site_density),
+        ("--broad-density", cfg.broad_density),
+    ):
         if value is not None and value > most:
             cover = value * float(motif_len.sum()) / 1e4
             raise RegtracksError(

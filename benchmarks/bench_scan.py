@@ -11,9 +11,15 @@ script measures
 3. **predict**: the real ``regtracks predict`` (scan overlapped with parallel bigWig writers), in
    a fresh process, with its peak RSS (parent and writers); at two chromosome lengths
    (``--chrom-len`` and half of it) to show that memory does not grow with the chromosome;
+4. **forward alone**: the model on the same number of windows in the same batches (one-hot
+   inputs built beforehand, nothing fetched, binned or copied back), in a fresh process with its
+   peak RSS: ``model(x)`` over whole windows, and ``model.forward_slice(x, margin, margin + core)``
+   (the kept cores only, what the scan runs, in the scan's passes on the CPU) where the model
+   has it;
 
-and prints the ratio predict / floor (goal <= 1.25) and the extrapolated time for chr1
-(249 Mbp) x 919 markers.
+and prints the ratio predict / floor (goal <= 1.25), the ratio scan / forward alone (goal
+<= 1.15), and the extrapolated time for chr1 (249 Mbp) x 919 markers. The scan and the forwards
+run in fresh processes, so each peak RSS is its own.
 
     python benchmarks/bench_scan.py                                   # 50 Mbp, 919 markers
     python benchmarks/bench_scan.py --chrom-len 2000000 --device cpu  # what a 2-core CPU can do
@@ -105,26 +111,40 @@ def one_predict(args) -> dict:
     }
 
 
-def scan_only(ckpt: Path, genome_path: Path, out_npy: Path, args) -> tuple[float, tuple]:
-    import torch
+def _usage() -> dict:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user_s": ru.ru_utime, "sys_s": ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024}
 
+
+def _load(args):
     from regtracks.checkpoint import load_checkpoint
     from regtracks.data.genome import Genome
-    from regtracks.inference.scan import plan_scan, scan_chromosome
+    from regtracks.inference.scan import plan_scan
     from regtracks.runtime import autocast_dtype, resolve_device
 
-    ck = load_checkpoint(ckpt)
+    ck = load_checkpoint(args.ckpt)
     dev = resolve_device(args.device)
     model = ck.build_model(device=dev)
-    g = Genome(genome_path)
-    size = g.sizes["chr1"]
+    g = Genome(args.genome)
     plan = plan_scan(model.receptive_field, model.stride, bin_size=args.bin_size)
+    return ck, dev, model, g, plan, autocast_dtype(args.precision, dev)
+
+
+def scan_only(args) -> dict:
+    """The scan into a memory-mapped ``.npy``, in this (fresh) process."""
+    import torch
+
+    from regtracks.inference.scan import scan_chromosome
+
+    ck, dev, model, g, plan, amp = _load(args)
+    size = g.sizes["chr1"]
     nb = -(-size // args.bin_size)
     arr = np.lib.format.open_memmap(
-        out_npy, mode="w+", dtype=np.float32, shape=(len(ck.raw["markers"]), nb)
+        args.npy, mode="w+", dtype=np.float32, shape=(len(ck.raw["markers"]), nb)
     )
     if dev.type == "cuda":
         torch.cuda.synchronize()
+    u0 = _usage()
     t = time.perf_counter()
     for start, values in scan_chromosome(
         model,
@@ -134,12 +154,110 @@ def scan_only(ckpt: Path, genome_path: Path, out_npy: Path, args) -> tuple[float
         n_markers=arr.shape[0],
         batch_size=args.batch,
         device=dev,
-        amp=autocast_dtype(args.precision, dev),
+        amp=amp,
     ):
         b = start // args.bin_size
         arr[:, b : b + values.shape[1]] = values
     arr.flush()
-    return time.perf_counter() - t, (plan.window, plan.margin, plan.core)
+    wall = time.perf_counter() - t
+    u1 = _usage()
+    return {
+        "wall": wall,
+        "user_s": u1["user_s"] - u0["user_s"],
+        "sys_s": u1["sys_s"] - u0["sys_s"],
+        "rss_mib": u1["rss_mib"],
+        "plan": (plan.window, plan.margin, plan.core),
+    }
+
+
+def forward_only(args) -> dict:
+    """The model alone on the windows the scan runs, in the same batches (fresh process).
+
+    The windows whose core lies wholly in an assembly gap are left out, as the scan leaves
+    them out; the inputs are one batch of one-hot windows built beforehand (speed does not
+    depend on the sequence), so nothing is fetched, binned or copied back.
+    """
+    import torch
+
+    from regtracks.data.datasets import one_hot_torch
+    from regtracks.inference.scan import _inside_gap, gap_mask
+
+    ck, dev, model, g, plan, amp = _load(args)
+    size = g.sizes["chr1"]
+    gs, ge = gap_mask(g, "chr1")
+    c0 = np.arange(0, size, plan.core, dtype=np.int64)
+    live = ~_inside_gap(gs, ge, c0, np.minimum(c0 + plan.core, size))
+    counts = [int(live[i : i + args.batch].sum()) for i in range(0, c0.size, args.batch)]
+    codes = np.stack(
+        [g.fetch("chr1", s - plan.margin, s - plan.margin + plan.window) for s in c0[: args.batch]]
+    )
+    x = one_hot_torch(torch.from_numpy(codes).to(dev))
+    m0, m1 = plan.margin, plan.margin + plan.core
+    n_out = len(ck.raw["markers"])
+    passes = args.batch  # windows per forward pass
+    if args.stage == "forward-slice":
+        from regtracks.inference import scan
+
+        fwd = lambda xb: model.forward_slice(xb, m0, m1)  # noqa: E731
+        budget = getattr(scan, "_CPU_PASS_BYTES", None)  # the scan's own passes on the CPU
+        if budget is not None and dev.type != "cuda":
+            passes = max(1, min(args.batch, budget // (4 * n_out * plan.core)))
+    else:
+        fwd = model
+    dtype = amp or torch.float32
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    u0 = _usage()
+    t = time.perf_counter()
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=amp is not None):
+        for n in counts:
+            for a in range(0, n, passes):
+                y = fwd(x[a : min(n, a + passes)])
+                del y
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t
+    u1 = _usage()
+    return {
+        "wall": wall,
+        "user_s": u1["user_s"] - u0["user_s"],
+        "sys_s": u1["sys_s"] - u0["sys_s"],
+        "rss_mib": u1["rss_mib"],
+        "windows": int(sum(counts)),
+        "per_pass": passes,
+    }
+
+
+def _fresh(stage: str, d: Path, args, writers: int) -> dict:
+    """Run one stage in a fresh process; return its JSON report."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--stage",
+        stage,
+        "--ckpt",
+        str(d / "model.pt"),
+        "--hub",
+        str(d / "hub"),
+        "--genome",
+        str(d / "g.fa"),
+        "--npy",
+        str(d / "scan.npy"),
+        "--bin-size",
+        str(args.bin_size),
+        "--batch",
+        str(args.batch),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--writers",
+        str(writers),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"stage {stage} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -153,12 +271,19 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--small", action="store_true", help="tiny model (f1=f2=f3=16): I/O-bound runs")
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # = --stage predict
+    ap.add_argument(
+        "--stage", choices=["predict", "scan", "forward", "forward-slice"], help=argparse.SUPPRESS
+    )
     ap.add_argument("--ckpt", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--hub", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--genome", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--npy", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.one:
-        print(json.dumps(one_predict(args)))
+    stage = "predict" if args.one else args.stage
+    if stage is not None:
+        run = {"predict": one_predict, "scan": scan_only}.get(stage, forward_only)
+        print(json.dumps(run(args)))
         return
 
     from pybigwig_floor import write_floor
@@ -173,11 +298,13 @@ def main() -> None:
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"CUDA {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}"
+        f"CUDA {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(
         f"chromosome {args.chrom_len / 1e6:g} Mbp, {args.markers} markers, bin {args.bin_size} bp, "
-        f"{writers} writer processes, model dilated {hp or '(paper size)'}"
+        f"batch {args.batch}, {writers} writer processes, model dilated {hp or '(paper size)'}"
     )
     results = {}
     for length in (args.chrom_len, args.chrom_len // 2):
@@ -185,29 +312,14 @@ def main() -> None:
         d.mkdir()
         make_genome(d / "g.fa", length)
         make_checkpoint(d / "model.pt", d / "g.fa", args.markers, hp)
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            "--ckpt",
-            str(d / "model.pt"),
-            "--hub",
-            str(d / "hub"),
-            "--bin-size",
-            str(args.bin_size),
-            "--batch",
-            str(args.batch),
-            "--device",
-            args.device,
-            "--precision",
-            args.precision,
-            "--writers",
-            str(writers),
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        results[length] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[length] = _fresh("predict", d, args, writers)
         if length == args.chrom_len:
-            scan_s, plan = scan_only(d / "model.pt", d / "g.fa", d / "scan.npy", args)
+            results["scan"] = _fresh("scan", d, args, writers)
+            results["forward"] = _fresh("forward", d, args, writers)
+            from regtracks.models import get_model
+
+            if hasattr(get_model("dilated", n_markers=2, **hp), "forward_slice"):
+                results["forward-slice"] = _fresh("forward-slice", d, args, writers)
             floor = write_floor(
                 {"chr1": d / "scan.npy"},
                 [("chr1", length)],
@@ -215,13 +327,36 @@ def main() -> None:
                 n_procs=writers,
                 out_dir=d / "floor",
             )
-            results["scan_s"], results["floor"], results["plan"] = scan_s, floor, plan
+            results["floor"] = floor
     L = args.chrom_len
     full = results[L]
     floor = results["floor"]
-    window, margin, core = results["plan"]
+    scan = results["scan"]
+    window, margin, core = scan["plan"]
     print(f"scan window {window:,} bp (margin {margin:,}, core {core:,})")
-    print(f"scan only:   {results['scan_s']:8.1f} s  ({L / results['scan_s'] / 1e6:.2f} Mbp/s)")
+
+    def line(label, r):
+        return (
+            f"{label:<22}{r['wall']:8.1f} s  (user {r['user_s']:.1f} s, sys {r['sys_s']:.1f} s; "
+            f"peak RSS {r['rss_mib']:,.0f} MiB)"
+        )
+
+    print(line("scan only:", scan) + f"  {L / scan['wall'] / 1e6:.2f} Mbp/s")
+    fwd = results["forward"]
+    fwd = results["forward"]
+
+    def ratio(a, b):
+        cpu = (a["user_s"] + a["sys_s"]) / (b["user_s"] + b["sys_s"])
+        return f"{a['wall'] / b['wall']:.2f} wall, {cpu:.2f} CPU"
+
+    print(
+        line("forward alone, model:", fwd) + f"  {fwd['windows']} windows, {fwd['per_pass']} a pass"
+    )
+    print(f"ratio scan / model(x) alone: {ratio(scan, fwd)}  (goal <= 1.15)")
+    if "forward-slice" in results:
+        fs = results["forward-slice"]
+        print(line("forward_slice alone:", fs) + f"  {fs['per_pass']} windows a pass")
+        print(f"ratio scan / forward_slice alone: {ratio(scan, fs)}")
     mb = floor.n_bytes / 1e6
     print(
         f"write floor: {floor.seconds:8.1f} s  ({mb:,.0f} MB of bigWig, {floor.n_procs} processes)"
@@ -232,14 +367,15 @@ def main() -> None:
     for length in (L, L // 2):
         r = results[length]
         print(
-            f"peak RSS at {length / 1e6:g} Mbp: parent {r['parent_rss_mib']:,.0f} MiB, "
-            f"largest writer {r['largest_writer_rss_mib']:,.0f} MiB"
+            f"peak RSS of predict at {length / 1e6:g} Mbp: parent {r['parent_rss_mib']:,.0f} MiB, "
+            f"largest writer {r['largest_writer_rss_mib']:,.0f} MiB (goal for the parent <= 1.2 GB)"
         )
     per_mbp = full["wall"] / (L / 1e6)
     print(
         f"extrapolated chr1 (249 Mbp) x {args.markers} markers: {per_mbp * 249 / 60:.1f} min "
         "(goal on one GPU box: <= 2 min)"
     )
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Shared by training and inference (nothing here imports either); the command line
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,12 @@ __all__ = [
     "autocast_dtype",
     "configure_cuda",
     "any_rank",
+    "DistJob",
+    "distributed",
+    "job",
+    "init_process_group",
+    "destroy_process_group",
+    "DIST_TIMEOUT_S",
 ]
 
 
@@ -174,3 +182,181 @@ def any_rank(flag: bool, dist: DistEnv, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     torch.distributed.all_reduce(t)
     return bool(t.item() > 0)
+
+
+# --- torchrun: one job's processes working on one call together ----------------------------------
+DIST_TIMEOUT_S = 24 * 3600
+"""How long a process of a torchrun job waits for the others at one meeting point (seconds).
+
+Inference processes meet only a few times (after the hub lock is taken, when their parts are
+written, at the end), and one may wait there for the slowest part or for process 0's final
+writing; a failure is told to the others at the next meeting (:class:`DistJob`), so the
+timeout is a last resort for a process that died without torchrun noticing."""
+
+
+def init_process_group(
+    dist: DistEnv, device: torch.device, *, backend: str | None = None, timeout: float | None = None
+) -> bool:
+    """Join this torchrun job's process group through torchrun's own rendezvous (``env://``:
+    ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``, set by torchrun on every node);
+    True when this call started it (whoever ends the process ends it:
+    :func:`destroy_process_group`).
+
+    Nothing happens without torchrun (world size 1) or when the group is up already. On CUDA
+    the process is bound to its ``LOCAL_RANK``'s device first. ``backend``: default NCCL for
+    CUDA tensors with gloo for CPU tensors and Python objects (``cpu:gloo,cuda:nccl``) on CUDA,
+    gloo on the CPU. ``timeout``: seconds a collective waits (default :data:`DIST_TIMEOUT_S`).
+    """
+    import datetime
+
+    if dist.world <= 1 or torch.distributed.is_initialized():
+        return False
+    if not torch.distributed.is_available():  # pragma: no cover - torch built without it
+        raise RegtracksError("torchrun: this torch build has no torch.distributed")
+    if device.type == "cuda":
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RegtracksError(
+                f"process {dist.rank} (LOCAL_RANK {dist.local_rank}) has no GPU of its own: "
+                f"this machine shows {torch.cuda.device_count()}; start at most that many "
+                "processes per machine (torchrun --nproc-per-node)"
+            )
+        torch.cuda.set_device(device)
+    if backend is None:
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+    seconds = DIST_TIMEOUT_S if timeout is None else timeout
+    try:
+        torch.distributed.init_process_group(
+            backend=backend, timeout=datetime.timedelta(seconds=seconds)
+        )
+    except (RuntimeError, ValueError) as exc:  # no torchrun rendezvous (WORLD_SIZE set by hand)
+        raise RegtracksError(
+            f"process {dist.rank} of {dist.world} (WORLD_SIZE): cannot join the torchrun job's "
+            f"process group ({_one_line(exc)}); start it with torchrun"
+        ) from None
+    return True
+
+
+def destroy_process_group(started: bool = True) -> None:
+    """End the process group (``started``: whether :func:`init_process_group` started it;
+    nothing when it did not, or when there is none)."""
+    if started and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as the one line a user reads (a RegtracksError's own text)."""
+    if isinstance(exc, RegtracksError):
+        text = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+class DistJob:
+    """The processes of one torchrun job doing one call together (one process without torchrun).
+
+    Every exchange between them is a *meeting*, :meth:`sync`: each process hands over a
+    payload and whether it failed, and every process gets every payload, or, when any process
+    failed, raises: its own error, or a one-line :class:`RegtracksError` naming the first
+    process that failed and why. :meth:`guard` wraps a call's whole body: a process whose body
+    raises takes its error to the meeting the others are waiting at (so none waits for it in
+    vain), and the block's normal end is a last meeting (so every process ends the same way).
+    After a failed meeting there is none: the processes leave with their errors.
+
+    Every process checks a call's input itself, inside the guard: a bad option fails every
+    process alike (each keeps its own error); a failure of one process alone (its GPU, its
+    disk) reaches the others at their next meeting. The meetings are few (the lock taken,
+    parts written, the end), so the processes of a job never wait for each other in between.
+    """
+
+    def __init__(self, dist: DistEnv | None = None):
+        self.dist = DistEnv.from_env() if dist is None else dist
+        self._dead = False
+
+    @property
+    def rank(self) -> int:
+        return self.dist.rank
+
+    @property
+    def world(self) -> int:
+        return self.dist.world
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def share(self, n: int, rank: int | None = None) -> range:
+        """The indices of ``n`` items that process ``rank`` (default: this one) takes: a
+        contiguous block, the blocks in rank order, sizes differing by at most one."""
+        r = self.rank if rank is None else rank
+        return range(n * r // self.world, n * (r + 1) // self.world)
+
+    def _exchange(self, mine) -> list:
+        """Every process's ``mine``, in rank order (the transport: torch.distributed)."""
+        got: list = [None] * self.world
+        torch.distributed.all_gather_object(got, mine)
+        return got
+
+    def _meet(self, error: BaseException | None, payload) -> list:
+        got = self._exchange((None if error is None else _one_line(error), payload))
+        failed = [(r, e) for r, (e, _) in enumerate(got) if e is not None]
+        if failed:
+            self._dead = True
+            if error is not None:
+                raise error
+            r, why = failed[0]
+            raise RegtracksError(f"process {r} of {self.world} (torchrun) failed: {why}")
+        return [p for _, p in got]
+
+    def sync(self, payload=None) -> list:
+        """Meet the other processes: every process's ``payload``, in rank order (raises when
+        any process failed; see the class docstring)."""
+        if self.world == 1:
+            return [payload]
+        if self._dead:
+            raise RegtracksError("another process of this torchrun job failed")
+        return self._meet(None, payload)
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[DistJob]:
+        """The body of a call: an error in it is told to the other processes at their next
+        meeting, and its normal end is a last meeting."""
+        try:
+            yield self
+        except Exception as exc:
+            if self.world > 1 and not self._dead:
+                self._dead = True
+                with contextlib.suppress(Exception):  # a broken group: the error is what counts
+                    self._meet(exc, None)
+            raise
+        self.sync()
+
+
+@contextlib.contextmanager
+def distributed(device: torch.device, dist: DistEnv | None = None) -> Iterator[DistJob]:
+    """A :class:`DistJob` for one call, in the process group (under torchrun: started unless
+    it is up already).
+
+    The group stays up after the call, for the process's next calls: a group ended and
+    started again in one torchrun job meets the previous group's addresses in torchrun's
+    store (gloo: "connection refused"). Whoever ends the process ends the group
+    (:func:`destroy_process_group`; regtracks' command line does after each command)."""
+    job = DistJob(dist)
+    init_process_group(job.dist, device)
+    yield job
+
+
+@contextlib.contextmanager
+def job(device: str | torch.device, dist: DistEnv | None = None) -> Iterator[DistJob]:
+    """The body of one inference call, as one torchrun job (:class:`DistJob`, guarded): the
+    device (``--device``; ``cuda``: the ``LOCAL_RANK``'s GPU) and the process group for it.
+
+    Everything the block raises on one process, input errors included, is told to the
+    others, so a torchrun job ends on every process with the same error."""
+    dist = DistEnv.from_env() if dist is None else dist
+    dev = device if isinstance(device, torch.device) else resolve_device(device, dist)
+    with distributed(dev, dist) as j, j.guard():
+        yield j

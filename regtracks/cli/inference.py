@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,31 @@ MARKER_RENAMES = {"-m": "--marker"}
 SCAN_RENAMES = {"--window-len": "--scan-window"}
 
 
+@contextlib.contextmanager
+def torchrun_view(description: str):
+    """The progress bar of a command that may run under torchrun; yields ``(main, update)``.
+
+    Process 0 (the only one without torchrun) shows the bar and, after the call, the result;
+    the others show nothing: an error of theirs reaches process 0, which prints it (the
+    processes of a job meet to end together, :class:`regtracks.runtime.DistJob`), and they
+    exit 1 without a line of their own.
+    """
+    from regtracks._util import RegtracksError
+    from regtracks.runtime import DistEnv, destroy_process_group
+
+    try:
+        if DistEnv.from_env().is_main:
+            with progress_bar(description) as update:
+                yield True, update
+            return
+        try:
+            yield False, lambda done, total, label: None
+        except (RegtracksError, OSError):
+            raise typer.Exit(1) from None
+    finally:
+        destroy_process_group()  # the library leaves torchrun's group up for later calls
+
+
 # --- predict -----------------------------------------------------------------------------------
 @command(app, renamed={"--markers": "--marker", **SCAN_RENAMES})
 def predict(
@@ -69,12 +95,15 @@ def predict(
     Each marker's observed peaks (the intervals its labels are made of) join the hub as bigBed
     tracks in an "Observed peaks" composite, so predictions and data share one view
     (--no-peaks: neither written nor shown).
+
+    On several GPUs or machines: torchrun --nproc-per-node N -m regtracks predict ... (each
+    process writes the tracks of its share of the markers; the files equal one process's).
     """
     from regtracks.inference.predict import predict as run_predict
 
     hub_options = {"genome_name": genome_name, "one_file": one_file, "peaks": peaks}
     plan = model.use_threads(writers=writers)
-    with progress_bar("predicting") as update:
+    with torchrun_view("predicting") as (main, update):
         res = run_predict(
             model.run,
             out,
@@ -91,6 +120,8 @@ def predict(
             hub_options={k: v for k, v in hub_options.items() if v is not None},
             progress=in_kbp(update),
         )
+    if not main:
+        return
     if res.skipped:
         info(f"kept {len(res.skipped)} complete track(s) from an earlier run (--resume)")
     if res.tracks:
@@ -137,11 +168,14 @@ def saliency(
     The gradient is that of the sum of each marker's logits over its target outputs: its
     positive labels in the region (--target positives, the paper's "error of 1 from every
     positive output"), the positions the model calls (predicted, p > 0.5) or every position.
+
+    On several GPUs or machines: torchrun --nproc-per-node N -m regtracks saliency ... (the
+    region's chunks shared out; the tracks equal one process's).
     """
     from regtracks.inference.saliency import saliency as run_saliency
 
     model.use_threads()
-    with progress_bar("saliency") as update:
+    with torchrun_view("saliency") as (main, update):
         res = run_saliency(
             model.run,
             out,
@@ -154,6 +188,8 @@ def saliency(
             build=not no_hub,
             progress=in_kbp(update),
         )
+    if not main:
+        return
     if res.target_note:
         warn(res.target_note)
     s, e = res.span
@@ -198,11 +234,14 @@ def variants(
     Per allele and marker: diff (alt - ref mean probability within --radius bp), maxabs (the
     largest change at one position) and logodds (log-odds ratio of the mean probabilities).
     Nearby variants of a sorted VCF share one reference pass.
+
+    On several GPUs or machines: torchrun --nproc-per-node N -m regtracks variants ... (blocks
+    of records shared out; the files equal one process's).
     """
     from regtracks.inference.variants import score_variants
 
     model.use_threads()
-    with progress_bar("scoring") as update:
+    with torchrun_view("scoring") as (main, update):
         res = score_variants(
             model.run,
             vcf,
@@ -217,6 +256,8 @@ def variants(
             on_ref_mismatch=on_ref_mismatch,
             progress=lambda done, total, label: update(done, total, f"records, {label}"),
         )
+    if not main:
+        return
     what = "variants" if fmt == "h5" else "rows"
     info(
         f"scored {res.variants:,} allele(s) of {res.records:,} record(s) ({res.rows:,} {what}, "

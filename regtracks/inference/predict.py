@@ -20,10 +20,21 @@ markers whose track is complete (header checked, zoom levels present) and was ma
 checkpoint, bin size and chromosomes (recorded in the manifest). To make long runs resumable in
 smaller steps, predict markers in groups (``markers=...`` / ``category=...``): each call
 finishes its files.
+
+Under torchrun (``torchrun --nproc-per-node N -m regtracks predict ...``) the N processes split
+the markers: process ``r`` writes the complete tracks (every chromosome) of its contiguous
+share of the markers to be written, scanning each chromosome for those markers alone, and
+process 0, which holds the hub's lock for all of them, writes the manifest, the observed-peak
+tracks and the hub once every process has finished its files. Each file is made by the same
+scan and writer as in one process, from the same per-chromosome values, so the tracks equal
+those of one process value for value, with nothing to merge and no temporary copy of the
+data. Each process runs the model over every chromosome: the split shares the per-marker work
+(probabilities, bins, copies to the host, the bigWig writing), not the model's own forward.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -253,51 +264,59 @@ def predict(
     window_len : int, optional
         Deprecated name of ``scan_window`` (``DeprecationWarning``); removed in the next release.
     """
+    from regtracks.runtime import job as torchrun_job
     from regtracks.tracks.bigwig import check_engine
     from regtracks.tracks.hub import check_hub_options
 
     t_start = time.perf_counter()
-    bigwig_engine = check_engine(bigwig_engine)  # before the model loads
-    scan_window = scan_window_arg(scan_window, window_len, caller="predict")
-    if batch_size < 1:
-        raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    if not chroms:
-        raise RegtracksError("name at least one chromosome with --chrom (or --chrom all)")
-    sess = open_session(
-        run, genome=genome, which=which, markers=markers, category=category, device=device,
-        precision=precision, purpose="whole-chromosome tracks",
-    )  # fmt: skip
-    g = sess.genome
-    if any(c == "all" for c in chroms):
-        wanted = list(g.chroms)
-    else:
-        wanted = [g.require(c) for c in chroms]
-    order = {c: i for i, c in enumerate(g.chroms)}
-    wanted = sorted(set(wanted), key=order.__getitem__)  # bigWig blocks go in header order
-    plan = sess.plan(bin_size, scan_window)
-    hub = Path(hub_dir)
-    check_hub_options(**((hub_options or {}) if build else {}))
-    check_writable(hub)
-    with folder_lock(hub, "regtracks predict"):
-        remove_stale_temps(hub)  # of killed runs: no live writer is in this folder now
+    # torchrun: every process checks the input alike; an error on any is told to all (job)
+    with contextlib.ExitStack() as hold, torchrun_job(device) as job:
+        bigwig_engine = check_engine(bigwig_engine)  # before the model loads
+        scan_window = scan_window_arg(scan_window, window_len, caller="predict")
+        if batch_size < 1:
+            raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
+        if not chroms:
+            raise RegtracksError("name at least one chromosome with --chrom (or --chrom all)")
+        sess = open_session(
+            run, genome=genome, which=which, markers=markers, category=category, device=device,
+            precision=precision, purpose="whole-chromosome tracks",
+        )  # fmt: skip
+        g = sess.genome
+        if any(c == "all" for c in chroms):
+            wanted = list(g.chroms)
+        else:
+            wanted = [g.require(c) for c in chroms]
+        order = {c: i for i, c in enumerate(g.chroms)}
+        wanted = sorted(set(wanted), key=order.__getitem__)  # bigWig blocks go in header order
+        plan = sess.plan(bin_size, scan_window)
+        hub = Path(hub_dir)
+        check_hub_options(**((hub_options or {}) if build else {}))
+        check_writable(hub)
+        if job.is_main:  # torchrun: process 0 holds the hub's lock for every process
+            hold.enter_context(folder_lock(hub, "regtracks predict"))
+            remove_stale_temps(hub)  # of killed runs: no live writer is in this folder now
+        job.sync()  # the others write only once the lock is held and the stale temps gone
         return _predict_locked(
             sess, hub, wanted, plan, order, bin_size=bin_size, batch_size=batch_size,
             rc_average=rc_average, resume=resume, n_procs=n_procs, bigwig_engine=bigwig_engine,
             build=build, peaks=peaks, hub_options=hub_options, cfg=cfg, progress=progress,
-            t_start=t_start,
+            t_start=t_start, job=job,
         )  # fmt: skip
 
 
 def _predict_locked(
     sess, hub: Path, wanted, plan, order, *, bin_size, batch_size, rc_average, resume, n_procs,
-    bigwig_engine, build, peaks, hub_options, cfg, progress, t_start,
+    bigwig_engine, build, peaks, hub_options, cfg, progress, t_start, job=None,
 ) -> PredictResult:  # fmt: skip
-    """The body of :func:`predict`, run while holding the hub folder's lock."""
+    """The body of :func:`predict`, run while holding the hub folder's lock (torchrun: ``job``,
+    a :class:`~regtracks.runtime.DistJob`; this process writes its share of the tracks)."""
     from regtracks.inference.scan import scan_chromosome
+    from regtracks.runtime import DistJob
     from regtracks.tracks.bigwig import BigWigWriter, is_complete
     from regtracks.tracks.hub import build_hub
     from regtracks.tracks.manifest import check_hub_genome, update_manifest
 
+    job = job or DistJob()
     g, ms = sess.genome, sess.markers
     chrom_sizes = list(g.chrom_sizes)
     prov_base = sess.provenance(
@@ -368,8 +387,19 @@ def _predict_locked(
         t_scan = 0.0
         kept_chroms = {c for cs in carry.values() for c in cs}
         every = sorted(set(wanted) | kept_chroms, key=order.__getitem__)
-        with BigWigWriter(
-            paths, chrom_sizes, bin_size=bin_size, n_procs=n_procs, engine=bigwig_engine
+        # torchrun: this process writes the tracks of its share of the markers, over every
+        # chromosome; todo_all / paths_all are every process's
+        todo_all, paths_all = todo, paths
+        share = job.share(len(todo_all))
+        todo, paths = [todo_all[k] for k in share], [paths_all[k] for k in share]
+        if not todo:  # more processes than markers: nothing of its own to write
+            every = []
+        with (
+            BigWigWriter(
+                paths, chrom_sizes, bin_size=bin_size, n_procs=n_procs, engine=bigwig_engine
+            )
+            if todo
+            else contextlib.nullcontext()
         ) as writer:
             for c in every:
                 if c not in wanted:
@@ -398,6 +428,8 @@ def _predict_locked(
                     writer.add(c, start, values)
                 t_scan += time.perf_counter() - t0
                 done += g.sizes[c]
+        job.sync()  # every process's tracks are complete: process 0 lists them
+        todo, paths = todo_all, paths_all
         result.tracks = paths
         result.bases = total
         result.scan_seconds = t_scan
@@ -416,13 +448,14 @@ def _predict_locked(
                     provenance=prov_base,
                 )
             )
-        update_manifest(hub, sess.genome_record(), tracks)
-    if peaks:
+        if job.is_main:
+            update_manifest(hub, sess.genome_record(), tracks)
+    if peaks and job.is_main:
         records, result.peaks_note = _peak_tracks(sess, hub, chrom_sizes, existing)
         if records:
             update_manifest(hub, sess.genome_record(), records)
         result.peak_tracks = [r["name"] for r in records]
-    if build:
+    if build and job.is_main:
         result.hub = build_hub(hub, **(hub_options or {}))
     result.total_seconds = time.perf_counter() - t_start
     return result

@@ -35,10 +35,20 @@ one long input and against a linear model's weights by hand). Bases within one r
 outside the region are influenced too; the tracks cover ``[start - margin, end + margin)``
 clipped to the chromosome. Memory is bounded by ``chunk`` (default 1 Mbp): the region is
 processed chunk by chunk and finished bases are handed on.
+
+Under torchrun (``torchrun --nproc-per-node N -m regtracks saliency ...``) the processes take
+contiguous blocks of the chunks. Each finishes the bases that no earlier process's chunk
+reaches into a temporary part file in ``HUB/tracks`` (4 bytes per base and marker, removed at
+the end); the gradient a chunk adds to the bases of the processes before it (its first
+windows' margin) is handed to them in a small spill file and added in chunk order, as one
+process adds it. Then each process writes the tracks of its share of the markers from every
+part, and process 0, holding the hub's lock, the manifest and the hub: the values equal one
+process's bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -326,51 +336,225 @@ def saliency_region(
     if target == "positives" and labels is None:
         raise RegtracksError("--target positives needs the run's labels (its peak files)")
     device = torch.device(device)
-    size = genome.sizes[chrom]
-    span0, span1 = max(0, start - margin), min(size, end + margin)
-    chunk = max(core, (chunk // core) * core)
+    geo = _Chunks(genome.sizes[chrom], start, end, margin=margin, core=core, stride=stride,
+                  chunk=chunk)  # fmt: skip
+    kw = dict(marker_idx=marker_idx, stride=stride, batch_size=batch_size, device=device, amp=amp,
+              target=target, labels=labels, stats=stats)  # fmt: skip
+    with _frozen(model):
+        acc = _Pending(len(marker_idx), geo.span[0])
+        for i in range(len(geo.starts)):
+            acc.add(*_chunk_gradient(model, genome, chrom, geo, i, **kw))
+            got = acc.take(geo.final_before(i, acc.p0))
+            if got is not None:
+                yield got[0], _reduce(got[1], genome, chrom, got[0], reduce)
+
+
+@contextlib.contextmanager
+def _frozen(model):
+    """The model in eval mode with no parameter gradients, restored after."""
     was_training = model.training
     model.eval()
     req = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        pending = np.zeros((len(marker_idx), 4, 0), dtype=np.float32)
-        p0 = span0  # chromosome position of pending[..., 0]
-        c0 = (start // stride) * stride
-        bounds = list(range(c0, end, chunk))
-        for i, a in enumerate(bounds):
-            r0, r1 = max(a, start), min(a + chunk, end)
-            lo = a - margin  # a: a multiple of the stride (c0 plus whole cores)
-            hi = min(a + chunk, end) + core + margin  # the last window may pass the region
-            codes = np.zeros(hi - lo, dtype=np.uint8)
-            s, e = max(lo, 0), min(hi, size)
-            codes[s - lo : e - lo] = genome.fetch(chrom, s, e)
-            g = _region_gradient(
-                model, codes, lo, region=(r0, r1), marker_idx=marker_idx, margin=margin,
-                core=core, stride=stride, batch_size=batch_size, device=device, amp=amp,
-                target=target, labels=labels, stats=stats,
-            )  # fmt: skip
-            # add this chunk's gradient (clipped to the span) to the pending bases
-            g0, g1 = max(lo, span0), min(hi, span1)
-            need = g1 - p0
-            if need > pending.shape[-1]:
-                pending = np.concatenate(
-                    [pending, np.zeros((*pending.shape[:2], need - pending.shape[-1]), np.float32)],
-                    axis=-1,
-                )
-            pending[..., g0 - p0 : g1 - p0] += g[..., g0 - lo : g1 - lo]
-            # bases before the next chunk's reach are final
-            done = span1 if i + 1 == len(bounds) else max(p0, bounds[i + 1] - margin)
-            done = min(done, p0 + pending.shape[-1])
-            if done > p0:
-                yield p0, _reduce(pending[..., : done - p0], genome, chrom, p0, reduce)
-                pending = pending[..., done - p0 :]
-                p0 = done
+        yield model
     finally:
         for p, r in zip(model.parameters(), req, strict=True):
             p.requires_grad_(r)
         model.train(was_training)
+
+
+class _Chunks:
+    """How :func:`saliency_region` cuts a region into chunks: chunk ``i`` holds the cores
+    starting in ``[starts[i], starts[i] + chunk)`` of the region, its gradient reaches the
+    bases ``support(i)`` of the span (the tracks' extent)."""
+
+    def __init__(self, size: int, start: int, end: int, *, margin, core, stride, chunk):
+        self.start, self.end, self.margin, self.core = start, end, margin, core
+        self.span = (max(0, start - margin), min(size, end + margin))
+        self.chunk = max(core, (chunk // core) * core)
+        c0 = (start // stride) * stride
+        self.starts = list(range(c0, end, self.chunk))
+
+    def bases(self, i: int) -> tuple[int, int]:
+        """``[lo, hi)``: the bases chunk ``i``'s windows read (the last may pass the region)."""
+        a = self.starts[i]
+        return a - self.margin, min(a + self.chunk, self.end) + self.core + self.margin
+
+    def support(self, i: int) -> tuple[int, int]:
+        """The bases of the span chunk ``i``'s gradient covers (non-decreasing in ``i``)."""
+        lo, hi = self.bases(i)
+        return max(lo, self.span[0]), min(hi, self.span[1])
+
+    def final_before(self, i: int, p0: int) -> int:
+        """Bases before this are final once chunks ``0..i`` are summed (no later chunk reaches
+        them)."""
+        if i + 1 == len(self.starts):
+            return self.span[1]
+        return max(p0, self.starts[i + 1] - self.margin)
+
+
+def _chunk_gradient(model, genome, chrom: str, geo: _Chunks, i: int, **kw):
+    """``(g0, g)``: chunk ``i``'s gradient ``(T, 4, n)`` over bases ``[g0, g0 + n)``, its
+    :meth:`_Chunks.support`."""
+    a = geo.starts[i]
+    r0, r1 = max(a, geo.start), min(a + geo.chunk, geo.end)
+    lo, hi = geo.bases(i)
+    size = genome.sizes[chrom]
+    codes = np.zeros(hi - lo, dtype=np.uint8)
+    s, e = max(lo, 0), min(hi, size)
+    codes[s - lo : e - lo] = genome.fetch(chrom, s, e)
+    g = _region_gradient(model, codes, lo, region=(r0, r1), margin=geo.margin, core=geo.core, **kw)
+    g0, g1 = geo.support(i)
+    return g0, g[..., g0 - lo : g1 - lo]
+
+
+class _Pending:
+    """The summed gradients ``(T, 4, n)`` of the bases from ``p0`` on, not yet final."""
+
+    def __init__(self, n_markers: int, p0: int):
+        self.buf = np.zeros((n_markers, 4, 0), dtype=np.float32)
+        self.p0 = p0
+
+    def add(self, g0: int, g: np.ndarray) -> None:
+        """Add ``g``, the gradient of bases ``[g0, g0 + n)`` (``g0 >= p0``)."""
+        need = g0 + g.shape[-1] - self.p0
+        have = self.buf.shape[-1]
+        if need > have:
+            grow = np.zeros((*self.buf.shape[:2], need - have), np.float32)
+            self.buf = np.concatenate([self.buf, grow], axis=-1)
+        self.buf[..., g0 - self.p0 : need] += g
+
+    def take(self, upto: int) -> tuple[int, np.ndarray] | None:
+        """``(p0, gradients)`` of the bases before ``upto`` (None: none), handed on."""
+        upto = min(upto, self.p0 + self.buf.shape[-1])
+        if upto <= self.p0:
+            return None
+        p, block = self.p0, self.buf[..., : upto - self.p0]
+        self.buf = self.buf[..., upto - self.p0 :]
+        self.p0 = upto
+        return p, block
+
+
+def _zone(geo: _Chunks, job, rank: int) -> tuple[range, int, int]:
+    """Process ``rank``'s chunks and the bases whose values it finishes, ``[o0, o1)``: those
+    no earlier process's chunk reaches (a base belongs to the process of the first chunk
+    reaching it). The zones tile the span in rank order (empty for a process without chunks)."""
+    mine = job.share(len(geo.starts), rank)
+    o0 = geo.support(mine.start - 1)[1] if mine.start else geo.span[0]
+    o1 = geo.support(mine.stop - 1)[1] if mine.stop else geo.span[0]
+    return mine, o0, max(o0, o1)
+
+
+def _saliency_share(
+    model, genome, chrom: str, start: int, end: int, *, job, folder: Path, temps: list,
+    reduce: str, margin: int, core: int, stride: int, chunk: int, progress=None, **kw,
+) -> Path:  # fmt: skip
+    """torchrun: this process's share of :func:`saliency_region`, equal to it value for value.
+
+    The process takes a contiguous block of the region's chunks (:class:`_Chunks`) and
+    finishes the bases of its zone (:func:`_zone`) into a part file, ``(n, T)`` float32
+    values of the zone's bases in order. A base's gradient is the sum of the gradients of the
+    chunks reaching it, added in chunk order from zero, as in one process: a chunk's gradient
+    left of its process's zone (its first windows' margin) goes to the earlier processes in
+    a spill file; each process adds its own chunks first, then, at the end of its zone, the
+    spilled gradients of the later chunks, in chunk order. Returns the part file (every
+    process meets once, to hand the spill files on); the temporaries made join ``temps``."""
+    geo = _Chunks(genome.sizes[chrom], start, end, margin=margin, core=core, stride=stride,
+                  chunk=chunk)  # fmt: skip
+    mine, o0, o1 = _zone(geo, job, job.rank)
+    n_markers = len(kw["marker_idx"])
+    part = _temp_file(folder, f"saliency.part{job.rank}", ".tmp")
+    temps.append(part)
+    spill = _temp_file(folder, f"saliency.spill{job.rank}", ".tmp.npz")
+    temps.append(spill)
+    acc = _Pending(n_markers, o0)
+    spilled: dict[str, np.ndarray] = {}
+    with open(part, "wb") as fh:
+
+        def finish(got) -> None:
+            if got is not None:
+                vals = _reduce(got[1], genome, chrom, got[0], reduce)
+                fh.write(np.ascontiguousarray(vals.T).tobytes())
+                if progress is not None:
+                    progress(got[0] + vals.shape[1] - o0, max(o1 - o0, 1), chrom)
+
+        with _frozen(model):
+            for i in mine:
+                g0, g = _chunk_gradient(model, genome, chrom, geo, i, stride=stride, **kw)
+                cut = min(max(o0 - g0, 0), g.shape[-1])  # bases of the earlier processes
+                if cut:
+                    spilled[f"{i}_{g0}"] = g[..., :cut]
+                if cut < g.shape[-1]:
+                    acc.add(g0 + cut, g[..., cut:])
+                finish(acc.take(min(geo.final_before(i, acc.p0), o1)))
+        np.savez(spill, **spilled)
+        spills = job.sync(str(spill))
+        # the end of the zone: the later processes' chunks reaching into it, in chunk order
+        for r in range(job.rank + 1, job.world):
+            with np.load(spills[r]) as z:
+                for key in sorted(z.files, key=lambda k: int(k.split("_")[0])):
+                    g0 = int(key.split("_")[1])
+                    if g0 >= o1:
+                        continue
+                    g = z[key]
+                    a = max(g0, acc.p0)
+                    b = min(g0 + g.shape[-1], o1)
+                    if b > a:
+                        acc.add(a, g[..., a - g0 : b - g0])
+        finish(acc.take(o1))
+    return part
+
+
+def _temp_file(folder: Path, name: str, suffix: str) -> Path:
+    """A new hidden temporary ``FOLDER/.NAME.<random><suffix>`` (:func:`remove_stale_temps`
+    knows its name)."""
+    import tempfile
+
+    from regtracks._util import output_error
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=folder)
+    except OSError as exc:
+        raise output_error(folder / name, exc) from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def _part_blocks(parts, zones, n_markers: int, rows, step: int = 1 << 16):
+    """``(pos, values)`` blocks of rows ``rows`` from the processes' part files, in chromosome
+    order (``zones[r]``: the bases of part ``r``)."""
+    for path, (o0, o1) in zip(parts, zones, strict=True):
+        n = o1 - o0
+        if n <= 0:
+            continue
+        mm = np.memmap(path, dtype=np.float32, mode="r", shape=(n, n_markers))
+        for i in range(0, n, step):
+            yield o0 + i, np.ascontiguousarray(mm[i : i + step, rows].T)
+        del mm
+
+
+def _write_tracks(paths, chrom_sizes, chrom: str, blocks, span, *, bin_size, n_procs, progress):
+    """Bin ``(pos, values)`` blocks covering ``span`` in order into the bigWigs ``paths`` (bins
+    of ``bin_size`` from the span's start, the last one partial)."""
+    from regtracks.tracks.bigwig import BigWigWriter
+
+    total = span[1] - span[0]
+    with BigWigWriter(paths, chrom_sizes, bin_size=bin_size, n_procs=n_procs) as writer:
+        carry = None  # bases not yet filling a whole bin
+        for pos, vals in blocks:
+            if carry is not None:
+                pos, vals = carry[0], np.concatenate([carry[1], vals], axis=1)
+            n_full = (vals.shape[1] // bin_size) * bin_size
+            last = pos + vals.shape[1] == span[1]
+            if last:
+                n_full = vals.shape[1]
+            if n_full:
+                writer.add(chrom, pos, _bin_mean(vals[:, :n_full], bin_size))
+            carry = None if last else (pos + n_full, vals[:, n_full:])
+            if progress is not None:
+                progress(pos + n_full - span[0], total, chrom)
 
 
 def _reduce(g: np.ndarray, genome, chrom: str, pos: int, reduce: str) -> np.ndarray:
@@ -443,67 +627,83 @@ def saliency(
         label in the region (nothing would be written but zeros), or without the peak files.
     """
     from regtracks.inference.predict import check_space
-    from regtracks.tracks.bigwig import BigWigWriter
+    from regtracks.runtime import job as torchrun_job
     from regtracks.tracks.hub import build_hub, check_hub_options
     from regtracks.tracks.manifest import check_hub_genome, update_manifest
 
     t0 = time.perf_counter()
-    scan_window = scan_window_arg(scan_window, window_len, caller="saliency")
-    if reduce not in REDUCTIONS:
-        raise RegtracksError(f"--reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
-    if batch_size < 1:
-        raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    if bin_size < 1:
-        raise RegtracksError(f"--bin-size must be at least 1, got {bin_size}")
-    sess = open_session(
-        run, genome=genome, which=which, markers=markers, category=category, device=device,
-        precision=precision, purpose="base-level saliency tracks",
-    )  # fmt: skip
-    g, ms, idx = sess.genome, sess.markers, sess.marker_idx
-    chrom, start, end = resolve_region(g, region)
-    plan = sess.plan(sess.stride, scan_window)
-    hub = Path(hub_dir)
-    if build:
-        check_hub_options(**(hub_options or {}))
-    check_writable(hub)
-    check_hub_genome(hub, g.chrom_sizes, g.name)
-    names = [track_name("sal", ms[i].name) for i in idx]
-    paths = [hub / "tracks" / f"{n}.bw" for n in names]
-    span = (max(0, start - plan.margin), min(g.sizes[chrom], end + plan.margin))
-    total = span[1] - span[0]
-    check_space(hub, len(paths), -(-total // bin_size))
-    # the outputs back-propagated from (after the output checks: reading peak files takes time)
-    target, index, target_note = resolve_target(sess, target)
-    labels = None
-    if index is not None:
-        pos = positives_in(index, chrom, start, end)
-        if not pos.all():
-            raise no_positives_error(
-                [ms[i].name for i, n in zip(idx, pos, strict=True) if n == 0], chrom, start, end
-            )
-        labels = region_labels(index, chrom)
-    with folder_lock(hub, "regtracks saliency"):
-        remove_stale_temps(hub)  # of killed runs
+    # torchrun: every process checks the input alike; an error on any is told to all (job)
+    with contextlib.ExitStack() as hold, torchrun_job(device) as job:
+        scan_window = scan_window_arg(scan_window, window_len, caller="saliency")
+        if reduce not in REDUCTIONS:
+            raise RegtracksError(f"--reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+        if batch_size < 1:
+            raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
+        if bin_size < 1:
+            raise RegtracksError(f"--bin-size must be at least 1, got {bin_size}")
+        sess = open_session(
+            run, genome=genome, which=which, markers=markers, category=category, device=device,
+            precision=precision, purpose="base-level saliency tracks",
+        )  # fmt: skip
+        g, ms, idx = sess.genome, sess.markers, sess.marker_idx
+        chrom, start, end = resolve_region(g, region)
+        plan = sess.plan(sess.stride, scan_window)
+        hub = Path(hub_dir)
+        if build:
+            check_hub_options(**(hub_options or {}))
+        check_writable(hub)
+        check_hub_genome(hub, g.chrom_sizes, g.name)
+        names = [track_name("sal", ms[i].name) for i in idx]
+        paths = [hub / "tracks" / f"{n}.bw" for n in names]
+        span = (max(0, start - plan.margin), min(g.sizes[chrom], end + plan.margin))
+        total = span[1] - span[0]
+        check_space(hub, len(paths), -(-total // bin_size))
+        # the outputs back-propagated from (after the output checks: reading peak files takes
+        # time)
+        target, index, target_note = resolve_target(sess, target)
+        labels = None
+        if index is not None:
+            pos = positives_in(index, chrom, start, end)
+            if not pos.all():
+                raise no_positives_error(
+                    [ms[i].name for i, n in zip(idx, pos, strict=True) if n == 0], chrom, start,
+                    end,
+                )  # fmt: skip
+            labels = region_labels(index, chrom)
+        if job.is_main:  # torchrun: process 0 holds the hub's lock for every process
+            hold.enter_context(folder_lock(hub, "regtracks saliency"))
+            remove_stale_temps(hub)  # of killed runs
+        job.sync()  # the others write only once the lock is held and the stale temps gone
         stats = TargetStats.new(len(idx))
-        with BigWigWriter(paths, list(g.chrom_sizes), bin_size=bin_size, n_procs=n_procs) as writer:
-            carry = None  # bases not yet filling a whole bin
-            for pos, vals in saliency_region(
-                sess.model, g, chrom, start, end, marker_idx=list(idx), reduce=reduce,
-                margin=plan.margin, core=plan.core, stride=sess.stride, chunk=cfg.chunk,
-                batch_size=batch_size, device=sess.device, amp=sess.amp, target=target,
-                labels=labels, stats=stats,
-            ):  # fmt: skip
-                if carry is not None:
-                    pos, vals = carry[0], np.concatenate([carry[1], vals], axis=1)
-                n_full = (vals.shape[1] // bin_size) * bin_size
-                last = pos + vals.shape[1] == span[1]
-                if last:
-                    n_full = vals.shape[1]
-                if n_full:
-                    writer.add(chrom, pos, _bin_mean(vals[:, :n_full], bin_size))
-                carry = None if last else (pos + n_full, vals[:, n_full:])
-                if progress is not None:
-                    progress(pos + n_full - span[0], total, chrom)
+        region_kw = dict(
+            marker_idx=list(idx), reduce=reduce, margin=plan.margin, core=plan.core,
+            stride=sess.stride, chunk=cfg.chunk, batch_size=batch_size, device=sess.device,
+            amp=sess.amp, target=target, labels=labels, stats=stats,
+        )  # fmt: skip
+        write_kw = dict(bin_size=bin_size, n_procs=n_procs)
+        if job.world == 1:
+            blocks = saliency_region(sess.model, g, chrom, start, end, **region_kw)
+            _write_tracks(paths, list(g.chrom_sizes), chrom, blocks, span, **write_kw,
+                          progress=progress)  # fmt: skip
+        else:
+            # each process its chunks into a part file; then each writes the tracks of its
+            # share of the markers from every part (see _saliency_share)
+            temps: list[Path] = []
+            hold.callback(_remove_all, temps)  # after the last meeting: nobody reads them
+            part = _saliency_share(sess.model, g, chrom, start, end, job=job,
+                                   folder=hub / "tracks", temps=temps, progress=progress,
+                                   **region_kw)  # fmt: skip
+            got = job.sync((str(part), stats.counts.tolist()))
+            stats.counts = np.sum([c for _, c in got], axis=0, dtype=np.int64)
+            zones = [_zone(_Chunks(g.sizes[chrom], start, end, margin=plan.margin,
+                                   core=plan.core, stride=sess.stride, chunk=cfg.chunk),
+                           job, r)[1:] for r in range(job.world)]  # fmt: skip
+            mine = list(job.share(len(idx)))
+            if mine:
+                blocks = _part_blocks([p for p, _ in got], zones, len(idx), mine)
+                _write_tracks([paths[k] for k in mine], list(g.chrom_sizes), chrom, blocks,
+                              span, **write_kw, progress=progress)  # fmt: skip
+            job.sync()  # every track is complete: process 0 lists them
         prov = sess.provenance(
             window_len=None,  # saliency records have never carried the training window
             region=f"{chrom}:{start + 1}-{end}",
@@ -536,16 +736,23 @@ def saliency(
             )
             for i, name, p, n in zip(idx, names, paths, stats.counts, strict=True)
         ]
-        update_manifest(hub, sess.genome_record(), tracks)
         res = SaliencyResult(
             hub_dir=hub, tracks=paths, chrom=chrom, start=start, end=end, span=span, bases=total,
             exact=plan.exact, target=target, target_note=target_note,
             targets={ms[i].name: int(n) for i, n in zip(idx, stats.counts, strict=True)},
         )  # fmt: skip
-        if build:
-            res.hub = build_hub(hub, **(hub_options or {}))
+        if job.is_main:
+            update_manifest(hub, sess.genome_record(), tracks)
+            if build:
+                res.hub = build_hub(hub, **(hub_options or {}))
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _remove_all(paths) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(p)
 
 
 def _bin_mean(vals: np.ndarray, bin_size: int) -> np.ndarray:

@@ -19,6 +19,7 @@ Also here, the helpers the track writers share: :func:`track_name`, :func:`check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -66,12 +67,17 @@ def check_writable(hub: str | os.PathLike) -> None:
     RegtracksError
         "HUB: output folder not writable (...)".
     """
+    import tempfile
+
     hub = Path(hub)
     try:
         (hub / "tracks").mkdir(parents=True, exist_ok=True)
-        probe = hub / "tracks" / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # a probe of its own: the processes of a torchrun job check the same folder at once
+        # (and process 0 may have removed it already, as a stale temporary)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=hub / "tracks")
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(probe)
     except OSError as exc:
         raise RegtracksError(f"{hub}: output folder not writable ({exc.strerror})") from None
 
@@ -317,7 +323,8 @@ def open_session(
     markers, category : optional
         Select these markers, or one category (default: all markers).
     device, precision : str
-        ``auto`` (CUDA with bf16 when there), ``cpu`` / ``cuda``; ``fp32`` / ``bf16``.
+        ``auto`` (CUDA with bf16 when there), ``cpu`` / ``cuda``; ``fp32`` / ``bf16``. Under
+        torchrun, ``cuda`` is the GPU of the process's ``LOCAL_RANK``.
     purpose : str
         What needs the model, for the error on a sequence-task run ("variant scores need a
         dense-task model").
@@ -329,13 +336,13 @@ def open_session(
         device that is not there.
     """
     from regtracks.checkpoint import load_dense
-    from regtracks.runtime import autocast_dtype, resolve_device
+    from regtracks.runtime import DistEnv, autocast_dtype, resolve_device
 
     path, ck = load_dense(run, which=which, purpose=purpose)
     g = ck.open_genome(genome)
     ms = ck.marker_set()
     idx = ms.select(names=markers, category=category)
-    dev = resolve_device(device)
+    dev = resolve_device(device, DistEnv.from_env())  # torchrun: the LOCAL_RANK's GPU
     amp = autocast_dtype(precision, dev)
     model = ck.build_model(device=dev)
     rf = getattr(model, "receptive_field", ck.receptive_field)

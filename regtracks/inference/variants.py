@@ -69,10 +69,20 @@ cluster's alleles in batches of at least 32. Other alleles (indels) and other mo
 alternative allele in its own window. The scores equal those of one window per allele
 (``share_windows=False``) to float rounding. A sorted VCF clusters best; an unsorted one is
 scored correctly, only more slowly.
+
+torchrun
+--------
+Under torchrun (``torchrun --nproc-per-node N -m regtracks variants ...``) every process reads
+the whole VCF (cheap next to the model) and forms the clusters one process forms. It scores
+the clusters that start in its contiguous block of records (a record split between two
+clusters stays with one process) and writes their rows, skipped rows and annotated records
+into temporary parts beside ``out``; process 0 joins the parts in rank order into the
+outputs. The files are those of one process byte for byte (the HDF5 datasets equal).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import functools
@@ -93,6 +103,7 @@ from regtracks.config import DEFAULT_RUNTIME, DEFAULT_VARIANTS, VariantDefaults
 from regtracks.data.datasets import one_hot_torch
 from regtracks.data.genome import encode
 from regtracks.inference.session import open_session
+from regtracks.runtime import job as torchrun_job
 
 __all__ = [
     "Variant",
@@ -874,6 +885,7 @@ def variant_effects(
     amp=None,
     share_windows: bool = True,
     cluster_span: int | None = None,
+    keep: Callable[[list[Variant]], bool] | None = None,
 ) -> Iterator[tuple[Variant, np.ndarray, np.ndarray, np.ndarray]]:
     """``(variant, ref_score, alt_score, max_abs_diff)`` per allele, each ``(T,)`` float64, in
     the order of ``variants`` (any iterable: it is read a cluster at a time; a ``None`` in it
@@ -883,26 +895,44 @@ def variant_effects(
     docstring; ignored, one window per allele, for a model without a finite receptive field);
     ``cluster_span``: bp of scored positions one shared window may hold (default
     :data:`CLUSTER_SPAN` for the strided CNNs, :data:`GENERIC_CLUSTER_SPAN` for others).
+
+    ``keep`` (torchrun: the clusters of this process), when given, is called with the alleles
+    of each cluster (each batch, without shared windows) in order; the alleles of a cluster
+    it refuses come out at once, unscored, as ``(variant, None, None, None)``. The clusters
+    are the same either way, so a scored allele's scores are those of a call without ``keep``.
     """
     model.eval()
     run = _Runner(model, marker_idx, device, amp)
     share = share_windows and getattr(model, "receptive_field", None) is not None
+
+    def unscored(alleles):
+        return ((v, None, None, None) for v in alleles)
+
     if not share:
         chunk: list[Variant] = []
         for v in variants:
             if v is not None:
                 chunk.append(v)
             if len(chunk) == batch_size or (v is None and chunk):
-                yield from _per_allele(run, genome, chunk, radius, margin, stride)
+                if keep is None or keep(chunk):
+                    yield from _per_allele(run, genome, chunk, radius, margin, stride)
+                else:
+                    yield from unscored(chunk)
                 chunk = []
         if chunk:
-            yield from _per_allele(run, genome, chunk, radius, margin, stride)
+            if keep is None or keep(chunk):
+                yield from _per_allele(run, genome, chunk, radius, margin, stride)
+            else:
+                yield from unscored(chunk)
         return
     plan = _LocalPlan.of(model)
     if plan is not None and margin % plan.s:
         margin += plan.s - margin % plan.s
     span = cluster_span or (CLUSTER_SPAN if plan is not None else GENERIC_CLUSTER_SPAN)
     for chrom, items in _clusters(variants, genome, radius, span, CLUSTER_ALLELES):
+        if keep is not None and not keep([it[0] for it in items]):
+            yield from unscored(it[0] for it in items)
+            continue
         yield from _shared(run, plan, genome, chrom, items, margin=margin, stride=stride,
                            batch_size=batch_size, radius=radius)  # fmt: skip
         _release_memory()
@@ -921,10 +951,11 @@ def _fmt(values: list[float]) -> str:
 
 
 class _WideWriter:
-    def __init__(self, fh, names):
+    def __init__(self, fh, names, header: bool = True):
         self.fh = fh
         cols = [f"{n}.{s}" for n in names for s in STATS]
-        fh.write("\t".join(VARIANT_COLUMNS + cols) + "\n")
+        if header:  # a torchrun part has none: process 0 writes it before the parts
+            fh.write("\t".join(VARIANT_COLUMNS + cols) + "\n")
 
     def write(self, v: Variant, ref, alt, top, lor) -> int:
         vals = np.stack([alt - ref, top, lor], axis=1).ravel().tolist()
@@ -936,9 +967,10 @@ class _WideWriter:
 
 
 class _LongWriter:
-    def __init__(self, fh, names, cats):
+    def __init__(self, fh, names, cats, header: bool = True):
         self.fh, self.names, self.cats = fh, names, cats
-        fh.write("\t".join(COLUMNS) + "\n")
+        if header:
+            fh.write("\t".join(COLUMNS) + "\n")
 
     def write(self, v: Variant, ref, alt, top, lor) -> int:
         head = f"{v.chrom}\t{v.start + 1}\t{v.id}\t{v.ref}\t{v.alt}"
@@ -1025,6 +1057,19 @@ class _H5Writer:
         self.n += k
         self.buf = []
 
+    def append(self, path: Path, block: int = 1 << 16) -> None:
+        """Append the rows of another file this class wrote (a torchrun part), in blocks."""
+        h5py = _need_h5py()
+        self.flush()
+        with h5py.File(path, "r") as part:
+            k = part[STATS[0]].shape[0]
+            for j0 in range(0, k, block):
+                j1 = min(j0 + block, k)
+                for name, d in [*self.data.items(), *self.cols.items()]:
+                    d.resize(self.n + j1 - j0, axis=0)
+                    d[self.n :] = part[name][j0:j1]
+                self.n += j1 - j0
+
     def close(self):
         if self.f:
             self.flush()
@@ -1043,10 +1088,15 @@ def _quote(text: str) -> str:
 class _VcfWriter:
     """The input VCF's records, in order, with the scores as INFO fields (bgzip)."""
 
-    def __init__(self, path: Path, shape: _VcfShape, genome, names, cats, radius: int, what: str):
+    def __init__(
+        self, path: Path, shape: _VcfShape, genome, names, cats, radius: int, what: str,
+        part: bool = False,
+    ):  # fmt: skip
+        """``part``: a torchrun part, the records alone, plain text (process 0 writes the
+        header, then the parts, into the bgzip file)."""
         import pysam
 
-        self.bgz = pysam.BGZFile(str(path), "wb")
+        self.bgz = open(path, "wb") if part else pysam.BGZFile(str(path), "wb")
         keys, seen = [], set()
         for n in names:
             for s in STATS:
@@ -1094,7 +1144,8 @@ class _VcfWriter:
         if len(cols) < 8:
             cols += ["QUAL", "FILTER", "INFO"][len(cols) - 5 :]
         lines.append("\t".join(cols))
-        self.bgz.write(("\n".join(lines) + "\n").encode())
+        if not part:
+            self.bgz.write(("\n".join(lines) + "\n").encode())
 
     def write(self, rec: _Record):
         cols = list(rec.cols) + ["."] * max(0, 8 - len(rec.cols))
@@ -1182,60 +1233,59 @@ def score_variants(
         ``fmt="h5"``, an unsorted VCF with ``vcf_out``, or nothing that could be scored.
     """
     t0 = time.perf_counter()
-    if radius < 0:
-        raise RegtracksError(f"--radius must be >= 0, got {radius}")
-    if batch_size < 1:
-        raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
-    if fmt not in FORMATS:
-        raise RegtracksError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if on_ref_mismatch not in MISMATCH_MODES:
-        raise RegtracksError(f"--on-ref-mismatch must be skip or error, got {on_ref_mismatch!r}")
-    if fmt == "h5":
-        _need_h5py()
-    out = Path(out)
-    skipped_path = out.with_name(out.name + ".skipped.tsv")
-    index = None
-    if vcf_out is not None:
-        vcf_out = Path(vcf_out)
-        if not vcf_out.name.endswith((".vcf.gz", ".vcf.bgz")):
+    # torchrun: every process checks the input alike; an error on any is told to all (job)
+    with contextlib.ExitStack() as hold, torchrun_job(device) as job:
+        if radius < 0:
+            raise RegtracksError(f"--radius must be >= 0, got {radius}")
+        if batch_size < 1:
+            raise RegtracksError(f"--batch-size must be at least 1, got {batch_size}")
+        if fmt not in FORMATS:
+            raise RegtracksError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if on_ref_mismatch not in MISMATCH_MODES:
             raise RegtracksError(
-                f"--vcf-out {vcf_out}: name a .vcf.gz file (it is written bgzip-compressed, "
-                "with a tabix index beside it)"
+                f"--on-ref-mismatch must be skip or error, got {on_ref_mismatch!r}"
             )
-        index = vcf_out.with_name(vcf_out.name + ".tbi")
-        if len({out.resolve(), vcf_out.resolve(), skipped_path.resolve()}) < 3:
-            raise RegtracksError(f"--vcf-out {vcf_out} is the --out file; name another")
-    sess = open_session(
-        run, genome=genome, which=which, markers=markers, category=category, device=device,
-        precision=precision, purpose="variant scores",
-    )  # fmt: skip
-    check_output_file(out)
-    if vcf_out is not None:
-        check_output_file(vcf_out, "--vcf-out")
-    vcf = _check_vcf(vcf)
-    shape = _scan_vcf(vcf)
-    if vcf_out is not None and not shape.sorted:
-        raise RegtracksError(
-            f"{shape.unsorted_at}: --vcf-out needs a VCF sorted by chromosome and position "
-            "(tabix indexes only those): sort it first (bcftools sort)"
+        if fmt == "h5":
+            _need_h5py()
+        out = Path(out)
+        skipped_path = out.with_name(out.name + ".skipped.tsv")
+        index = None
+        if vcf_out is not None:
+            vcf_out = Path(vcf_out)
+            if not vcf_out.name.endswith((".vcf.gz", ".vcf.bgz")):
+                raise RegtracksError(
+                    f"--vcf-out {vcf_out}: name a .vcf.gz file (it is written bgzip-compressed, "
+                    "with a tabix index beside it)"
+                )
+            index = vcf_out.with_name(vcf_out.name + ".tbi")
+            if len({out.resolve(), vcf_out.resolve(), skipped_path.resolve()}) < 3:
+                raise RegtracksError(f"--vcf-out {vcf_out} is the --out file; name another")
+        sess = open_session(
+            run, genome=genome, which=which, markers=markers, category=category, device=device,
+            precision=precision, purpose="variant scores",
+        )  # fmt: skip
+        check_output_file(out)
+        if vcf_out is not None:
+            check_output_file(vcf_out, "--vcf-out")
+        vcf = _check_vcf(vcf)
+        shape = _scan_vcf(vcf)
+        if vcf_out is not None and not shape.sorted:
+            raise RegtracksError(
+                f"{shape.unsorted_at}: --vcf-out needs a VCF sorted by chromosome and position "
+                "(tabix indexes only those): sort it first (bcftools sort)"
+            )
+        names = [m.name for m in sess.selected]
+        cats = [m.category for m in sess.selected]
+        res = VariantResult(
+            out=out, fmt=fmt, skipped_path=skipped_path, vcf_out=vcf_out, index=index,
+            sorted=shape.sorted,
+            shared=share_windows and sess.receptive_field is not None,
+        )  # fmt: skip
+        what = (
+            f"checkpoint={sess.path.name},model={sess.checkpoint.model_name},radius={radius},"
+            f"genome={sess.genome.name}"
         )
-    names = [m.name for m in sess.selected]
-    cats = [m.category for m in sess.selected]
-    res = VariantResult(
-        out=out, fmt=fmt, skipped_path=skipped_path, vcf_out=vcf_out, index=index,
-        sorted=shape.sorted,
-        shared=share_windows and sess.receptive_field is not None,
-    )  # fmt: skip
-    what = (
-        f"checkpoint={sess.path.name},model={sess.checkpoint.model_name},radius={radius},"
-        f"genome={sess.genome.name}"
-    )
-    reasons: Counter = Counter()
-    first_skip: list[Skipped] = []
-
-    with contextlib.ExitStack() as stack:
-        tmp_out = stack.enter_context(atomic_path(out))
-        tmp_skip = stack.enter_context(atomic_path(skipped_path))
+        attrs = None
         if fmt == "h5":
             from regtracks import __version__
 
@@ -1248,96 +1298,270 @@ def score_variants(
                 "pos": "1-based, as in the VCF",
                 "logodds_eps": LOGODDS_EPS,
             }
-            writer = _H5Writer(tmp_out, names, cats, attrs)
+        sink_kw = dict(fmt=fmt, names=names, cats=cats, attrs=attrs, shape=shape,
+                       genome=sess.genome, radius=radius, what=what)  # fmt: skip
+
+        def effects(alleles, keep=None):
+            return variant_effects(
+                sess.model, sess.genome, alleles, marker_idx=sess.marker_idx, radius=radius,
+                margin=sess.margin(), stride=sess.stride, batch_size=batch_size,
+                device=sess.device, amp=sess.amp, share_windows=share_windows,
+                cluster_span=cluster_span, keep=keep,
+            )  # fmt: skip
+
+        run_kw = dict(on_ref_mismatch=on_ref_mismatch, progress=progress)
+        if job.world == 1:
+            with contextlib.ExitStack() as stack:
+                tmp = _final_temps(stack, out, skipped_path, vcf_out, index)
+                sinks = _Sinks(stack, *tmp, **sink_kw)
+                _score(vcf, sess.genome, shape, res, sinks, effects, **run_kw)
+                _finish(sinks, vcf_out, index, tmp)
         else:
-            fh = stack.enter_context(open(tmp_out, "w"))
-            writer = _WideWriter(fh, names) if fmt == "wide" else _LongWriter(fh, names, cats)
-        stack.callback(writer.close)  # h5: closed (flushed) before the rename
-        skip_fh = stack.enter_context(open(tmp_skip, "w"))
-        skip_fh.write("\t".join(SKIPPED_COLUMNS) + "\n")
-        vcf_writer = None
-        if vcf_out is not None:
-            tmp_tbi = stack.enter_context(atomic_path(index))
-            tmp_vcf = stack.enter_context(atomic_path(vcf_out))
-            vcf_writer = _VcfWriter(tmp_vcf, shape, sess.genome, names, cats, radius, what)
-            stack.callback(vcf_writer.close)
-
-        pending: deque[_Record] = deque()
-        where: dict[int, tuple[_Record, int]] = {}
-
-        def flush_records():
-            while pending and pending[0].done:
-                rec = pending.popleft()
-                if vcf_writer is not None:
-                    vcf_writer.write(rec)
-                res.records += 1
-
-        def alleles():
-            for rec in _records(vcf, sess.genome, on_ref_mismatch):
-                for s in rec.skipped:
-                    reasons[s.reason] += 1
-                    if not first_skip:
-                        first_skip.append(s)
-                    skip_fh.write(
-                        "\t".join(
-                            [str(s.line), s.chrom, s.pos, s.id, s.ref, s.alt, s.reason, s.detail]
-                        )
-                        + "\n"
-                    )
-                pending.append(rec)
-                for k, a in enumerate(rec.alleles):
-                    if a is not None:
-                        where[id(a)] = (rec, k)
-                        yield a
-                flush_records()
-                if len(pending) > PENDING_RECORDS:  # many records skipped behind a cluster
-                    yield None  # score it now, so that they can be written
-
-        last = time.perf_counter()
-        t_score = last
-        for v, ref_s, alt_s, top in variant_effects(
-            sess.model, sess.genome, alleles(), marker_idx=sess.marker_idx, radius=radius,
-            margin=sess.margin(), stride=sess.stride, batch_size=batch_size,
-            device=sess.device, amp=sess.amp, share_windows=share_windows,
-            cluster_span=cluster_span,
-        ):  # fmt: skip
-            lor = log_odds(ref_s, alt_s)
-            res.rows += writer.write(v, ref_s, alt_s, top, lor)
-            res.variants += 1
-            rec, k = where.pop(id(v))
-            rec.scores[k] = (alt_s - ref_s, top, lor) if vcf_writer is not None else ()
-            flush_records()
-            now = time.perf_counter()
-            if progress is not None and now - last > 0.25:
-                last = now
-                rate = res.variants / max(now - t_score, 1e-9)
-                progress(res.records + len(pending), shape.records, f"{rate:,.1f} variants/s")
-        flush_records()
-        res.records += len(pending)
-        res.skip_reasons = dict(reasons)
-        res.skipped = sum(reasons.values())
-        if progress is not None:
-            rate = res.variants / max(time.perf_counter() - t_score, 1e-9)
-            progress(shape.records, shape.records, f"{rate:,.1f} variants/s")
-        if res.variants == 0:
-            if not res.skipped:
-                raise RegtracksError(f"{vcf}: no variant records")
-            first = first_skip[0]
-            raise RegtracksError(
-                f"{vcf}: nothing could be scored ({res.skip_summary()}); first: "
-                f"{vcf.name}:{first.line}: {first.detail}"
-            )
-        if vcf_writer is not None:
-            import pysam
-
-            vcf_writer.close()
-            try:
-                pysam.tabix_index(str(tmp_vcf), preset="vcf", force=True, index=str(tmp_tbi))
-            except (OSError, ValueError) as e:
-                raise RegtracksError(f"{vcf_out}: cannot index ({e})") from None
-            # an index of the old file must not outlive it: gone before the renames
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(index)
-        writer.close()
+            # torchrun: every process reads the whole VCF and forms the same clusters; it
+            # scores those starting in its block of records and writes their rows and
+            # records into parts, which process 0 joins in rank order (see _keep_block)
+            temps: list[Path] = []
+            hold.callback(_remove_all, temps)  # after the last meeting: nobody reads them
+            part = _part_temps(out, job.rank, vcf_out is not None, temps)
+            with contextlib.ExitStack() as stack:
+                sinks = _Sinks(stack, *part, **sink_kw, header=False)
+                keep = _keep_block(_cut_lines(vcf, shape.records, job.world), job.rank)
+                _score(vcf, sess.genome, shape, res, sinks, lambda a: effects(a, keep),
+                       first=job.is_main, **run_kw)  # fmt: skip
+            got = job.sync((part, res.variants, res.rows))
+            res.variants = sum(n for _, n, _ in got)
+            res.rows = sum(n for _, _, n in got)
+            if job.is_main:
+                with contextlib.ExitStack() as stack:
+                    tmp = _final_temps(stack, out, skipped_path, vcf_out, index)
+                    sinks = _Sinks(stack, *tmp, **sink_kw)
+                    for p, _, _ in got:
+                        sinks.append(*p)
+                    _finish(sinks, vcf_out, index, tmp)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _remove_all(paths) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(p)
+
+
+def _temp_beside(path: Path, tag: str) -> Path:
+    """A new hidden temporary ``.NAME.TAG.<random>.tmp`` beside ``path``."""
+    import tempfile
+
+    from regtracks._util import output_error
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{tag}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def _part_temps(out: Path, rank: int, vcf: bool, temps: list) -> tuple:
+    """torchrun: the part files of process ``rank`` (table, skipped list, VCF records)."""
+    paths = []
+    for tag in ("table", "skipped", "vcf") if vcf else ("table", "skipped"):
+        paths.append(_temp_beside(out, f"part{rank}.{tag}"))
+        temps.append(paths[-1])
+    return (*paths, None) if not vcf else tuple(paths)
+
+
+def _final_temps(stack, out, skipped_path, vcf_out, index) -> tuple:
+    """The outputs' temporaries (renamed when the stack closes without an error): table,
+    skipped list, annotated VCF and its index (None without ``vcf_out``)."""
+    tmp_out = stack.enter_context(atomic_path(out))
+    tmp_skip = stack.enter_context(atomic_path(skipped_path))
+    tmp_tbi = tmp_vcf = None
+    if vcf_out is not None:
+        tmp_tbi = stack.enter_context(atomic_path(index))
+        tmp_vcf = stack.enter_context(atomic_path(vcf_out))
+    return tmp_out, tmp_skip, tmp_vcf, tmp_tbi
+
+
+class _Sinks:
+    """Where the rows, the skipped list and the annotated records go: the outputs' temporaries
+    (``header``), or a torchrun part's files (no header; the VCF records as plain text)."""
+
+    def __init__(self, stack, table, skipped, vcf, tbi=None, *, fmt, names, cats, attrs, shape,
+                 genome, radius, what, header=True):  # fmt: skip
+        self.fmt, self.header = fmt, header
+        if fmt == "h5":
+            self.table = _H5Writer(table, names, cats, attrs)
+            self.fh = None
+        else:
+            self.fh = stack.enter_context(open(table, "w"))
+            self.table = (
+                _WideWriter(self.fh, names, header)
+                if fmt == "wide"
+                else _LongWriter(self.fh, names, cats, header)
+            )
+        stack.callback(self.table.close)  # h5: closed (flushed) before the rename
+        self.skip_fh = stack.enter_context(open(skipped, "w"))
+        if header:
+            self.skip_fh.write("\t".join(SKIPPED_COLUMNS) + "\n")
+        self.vcf = None
+        if vcf is not None:
+            self.vcf = _VcfWriter(vcf, shape, genome, names, cats, radius, what, part=not header)
+            stack.callback(self.vcf.close)
+
+    def skipped(self, s: Skipped) -> None:
+        fields = [str(s.line), s.chrom, s.pos, s.id, s.ref, s.alt, s.reason, s.detail]
+        self.skip_fh.write("\t".join(fields) + "\n")
+
+    def append(self, table, skipped, vcf=None, tbi=None) -> None:
+        """Append a torchrun part's files (:func:`_part_temps`)."""
+        import shutil
+
+        if self.fmt == "h5":
+            self.table.append(table)
+        else:
+            with open(table) as fh:
+                shutil.copyfileobj(fh, self.fh, 1 << 20)
+        with open(skipped) as fh:
+            shutil.copyfileobj(fh, self.skip_fh, 1 << 20)
+        if self.vcf is not None:
+            with open(vcf, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    self.vcf.bgz.write(block)
+
+
+def _finish(sinks: _Sinks, vcf_out, index, tmp) -> None:
+    """Close the outputs and index the annotated VCF (before their renames)."""
+    if sinks.vcf is not None:
+        import pysam
+
+        _, _, tmp_vcf, tmp_tbi = tmp
+        sinks.vcf.close()
+        try:
+            pysam.tabix_index(str(tmp_vcf), preset="vcf", force=True, index=str(tmp_tbi))
+        except (OSError, ValueError) as e:
+            raise RegtracksError(f"{vcf_out}: cannot index ({e})") from None
+        # an index of the old file must not outlive it: gone before the renames
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(index)
+    sinks.table.close()
+
+
+def _cut_lines(path: Path, records: int, world: int) -> list[int]:
+    """The VCF lines where the blocks of records of processes 1 .. world - 1 start (the
+    records split in ``world`` contiguous blocks of sizes differing by at most one)."""
+    firsts = sorted({records * r // world for r in range(1, world)})
+    cuts: list[int] = []
+    q = 0
+    if not firsts:
+        return cuts
+    with open_text(path) as fh:
+        for n, line in enumerate(fh, 1):
+            if line.startswith("#") or not line.strip():
+                continue
+            while len(cuts) < len(firsts) and q == firsts[len(cuts)]:
+                cuts.append(n)
+            q += 1
+            if len(cuts) == len(firsts):
+                break
+    cuts += [1 << 62] * (len(firsts) - len(cuts))
+    # a block of no records (more processes than records) starts where the next one does
+    return [cuts[firsts.index(records * r // world)] for r in range(1, world)]
+
+
+def _keep_block(cuts: list[int], rank: int) -> Callable[[list[Variant]], bool]:
+    """``keep`` of :func:`variant_effects` for process ``rank``: a cluster is the process's
+    whose first allele's record lies in its block (``cuts``: :func:`_cut_lines`), except that a
+    cluster going on with the record the cluster before it ended with stays with that
+    cluster's process. So every record's alleles are scored by one process, and each process
+    scores a contiguous run of alleles: its rows and records, joined in rank order, are those
+    of one process, in VCF order."""
+    last = {"line": None, "mine": False}
+
+    def keep(alleles: list[Variant]) -> bool:
+        first = alleles[0]
+        if first.line == last["line"]:
+            mine = last["mine"]
+        else:
+            mine = bisect.bisect_right(cuts, first.line) == rank
+        last["line"], last["mine"] = alleles[-1].line, mine
+        return mine
+
+    return keep
+
+
+def _score(vcf: Path, genome, shape: _VcfShape, res: VariantResult, sinks: _Sinks, effects, *,
+           on_ref_mismatch: str, progress, first: bool = True) -> None:  # fmt: skip
+    """Read the records, score their alleles with ``effects(alleles)`` (:func:`variant_effects`)
+    and write what this process owns into ``sinks``: the rows of the alleles it scored, the
+    skipped rows and annotated records of the records whose alleles it scored (a record with
+    none goes with the record before it; those before the first scored one with process 0,
+    ``first``). Counts into ``res``; raises when nothing could be scored at all."""
+    reasons: Counter = Counter()
+    first_skip: list[Skipped] = []
+    pending: deque[_Record] = deque()
+    where: dict[int, tuple[_Record, int]] = {}
+    owns = {"last": first}  # whether this process writes the record (see the docstring)
+    n_alleles = 0  # scored here or not
+    keep_scores = sinks.vcf is not None
+
+    def flush_records():
+        while pending and pending[0].done:
+            rec = pending.popleft()
+            if rec.scores:
+                owns["last"] = any(x is not None for x in rec.scores.values())
+            if owns["last"]:
+                for s in rec.skipped:
+                    sinks.skipped(s)
+                if sinks.vcf is not None:
+                    sinks.vcf.write(rec)
+            res.records += 1
+
+    def alleles():
+        for rec in _records(vcf, genome, on_ref_mismatch):
+            for s in rec.skipped:
+                reasons[s.reason] += 1
+                if not first_skip:
+                    first_skip.append(s)
+            pending.append(rec)
+            for k, a in enumerate(rec.alleles):
+                if a is not None:
+                    where[id(a)] = (rec, k)
+                    yield a
+            flush_records()
+            if len(pending) > PENDING_RECORDS:  # many records skipped behind a cluster
+                yield None  # score it now, so that they can be written
+
+    last = time.perf_counter()
+    t_score = last
+    for v, ref_s, alt_s, top in effects(alleles()):
+        n_alleles += 1
+        rec, k = where.pop(id(v))
+        if ref_s is None:  # another process's (torchrun)
+            rec.scores[k] = None
+        else:
+            lor = log_odds(ref_s, alt_s)
+            res.rows += sinks.table.write(v, ref_s, alt_s, top, lor)
+            res.variants += 1
+            rec.scores[k] = (alt_s - ref_s, top, lor) if keep_scores else ()
+        flush_records()
+        now = time.perf_counter()
+        if progress is not None and now - last > 0.25:
+            last = now
+            rate = res.variants / max(now - t_score, 1e-9)
+            progress(res.records + len(pending), shape.records, f"{rate:,.1f} variants/s")
+    flush_records()
+    res.records += len(pending)
+    res.skip_reasons = dict(reasons)
+    res.skipped = sum(reasons.values())
+    if progress is not None:
+        rate = res.variants / max(time.perf_counter() - t_score, 1e-9)
+        progress(shape.records, shape.records, f"{rate:,.1f} variants/s")
+    if n_alleles == 0:
+        if not res.skipped:
+            raise RegtracksError(f"{vcf}: no variant records")
+        first = first_skip[0]
+        raise RegtracksError(
+            f"{vcf}: nothing could be scored ({res.skip_summary()}); first: "
+            f"{vcf.name}:{first.line}: {first.detail}"
+        )

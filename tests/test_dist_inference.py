@@ -308,11 +308,21 @@ def _manifest(hub):
     return man
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread here, as in each torchrun process of these tests: another thread
+    count sums in another order and changes float32 roundings (as in one process)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.slow
-def test_torchrun_predict_equals_one_process(trained_run, tmp_path):
+def test_torchrun_predict_equals_one_process(trained_run, tmp_path, one_thread):
     args = ["predict", str(trained_run), "--chrom", "chr1", "--chrom", "chr3", "--bin-size", "64",
             "--marker", "SP1", "--marker", "CTCF", "--marker", "DNase", "--writers", "0",
-            "--device", "cpu"]  # fmt: skip
+            "--device", "cpu", "--threads", "1"]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
     r = runner.invoke(app, [*args, "--out", str(one)])
     assert r.exit_code == 0, r.output
@@ -375,7 +385,7 @@ def _worker_calls(run, out, vcf, h5):
 
 
 @pytest.mark.slow
-def test_torchrun_library_calls_equal_one_process(trained_run, sim_small, tmp_path):
+def test_torchrun_library_calls_equal_one_process(trained_run, sim_small, tmp_path, one_thread):
     try:
         import h5py
     except ImportError:

@@ -149,6 +149,18 @@ def test_the_console_script_makes_openmp_threads_sleep_while_they_wait(monkeypat
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
+def test_the_console_script_asks_for_huge_pages_unless_told_otherwise(monkeypatch):
+    import regtracks.cli as cli
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    monkeypatch.setattr(cli, "app", lambda: None)
+    cli.main()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")  # the user's choice is kept
+    cli.main()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
 # --- torchrun: the processes of one job meet (DistJob), here threads of one process -------------
 class ThreadJob(DistJob):
     """A :class:`DistJob` whose processes are threads of this process (``board``: what they

@@ -70,9 +70,14 @@ def main() -> None:
 
     Sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set) before any command imports torch: OpenMP's
     threads then sleep while they wait instead of spinning, which on a shared machine made
-    torch's threads 2-3x slower (:func:`regtracks.runtime.plan_threads`).
+    torch's threads 2-3x slower (:func:`regtracks.runtime.plan_threads`). And
+    ``THP_MEM_ALLOC_ENABLE=1`` (unless set): torch's CPU allocator asks for transparent huge
+    pages for its large buffers, which spares the kernel faulting in a window's outputs 4 kB at
+    a time (the demo's predict 25-26 s -> 16-17 s wall, system time 10 s -> 3.5 s, peak RSS
+    +6 %; training steps 6 % faster; BENCHMARKS.md, "Threads").
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     app()
 
 

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINES = ("pybigwig", "pybigtools", "figwig")
+ENGINES = ("pybigwig", "pybigtools", "figwig", "native")
 CHUNK = 1 << 16  # items handed to pybigtools' iterator per Python list (bounded memory)
 
 
@@ -144,7 +144,22 @@ def write_figwig(paths, chrom_sizes, blocks, bin_size):
                         missing=np.nan)  # fmt: skip
 
 
-WRITERS = {"pybigwig": write_pybigwig, "pybigtools": write_pybigtools, "figwig": write_figwig}
+def write_native(paths, chrom_sizes, blocks, bin_size):
+    from regtracks.tracks.bigwig import _NativeTracks  # the writer's own per-process code
+
+    tracks = _NativeTracks(paths, chrom_sizes, bin_size=bin_size)
+    idx = {c: i for i, (c, _) in enumerate(chrom_sizes)}
+    for chrom, block in blocks:
+        tracks.write(idx[chrom], 0, block)
+    tracks.close()
+
+
+WRITERS = {
+    "pybigwig": write_pybigwig,
+    "pybigtools": write_pybigtools,
+    "figwig": write_figwig,
+    "native": write_native,
+}
 
 
 def _cpu() -> float:
@@ -314,7 +329,8 @@ def check_files(engine, out_dir, chrom_sizes, arrays, bin_size) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 def available(engine: str) -> bool:
-    mod = {"pybigwig": "pyBigWig", "pybigtools": "pybigtools", "figwig": "figwig"}[engine]
+    mod = {"pybigwig": "pyBigWig", "pybigtools": "pybigtools", "figwig": "figwig",
+           "native": "numpy"}[engine]  # fmt: skip
     return importlib.util.find_spec(mod) is not None
 
 

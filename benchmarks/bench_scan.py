@@ -99,8 +99,13 @@ def one_predict(args) -> dict:
         n_procs=args.writers,
         build=False,
         precision=args.precision,
+        bigwig_engine=args.engine,
     )
     wall = time.perf_counter() - t
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
@@ -108,6 +113,7 @@ def one_predict(args) -> dict:
         "bases": res.bases,
         "parent_rss_mib": self_rss,
         "largest_writer_rss_mib": child_rss,
+        "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,  # writers included
     }
 
 
@@ -253,6 +259,8 @@ def _fresh(stage: str, d: Path, args, writers: int) -> dict:
         args.precision,
         "--writers",
         str(writers),
+        "--engine",
+        args.engine,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -271,6 +279,7 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--small", action="store_true", help="tiny model (f1=f2=f3=16): I/O-bound runs")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--engine", default="pybigwig", help="bigWig engine of predict and the floor")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # = --stage predict
     ap.add_argument(
         "--stage", choices=["predict", "scan", "forward", "forward-slice"], help=argparse.SUPPRESS
@@ -326,6 +335,7 @@ def main() -> None:
                 bin_size=args.bin_size,
                 n_procs=writers,
                 out_dir=d / "floor",
+                engine=args.engine,
             )
             results["floor"] = floor
     L = args.chrom_len
@@ -342,7 +352,6 @@ def main() -> None:
         )
 
     print(line("scan only:", scan) + f"  {L / scan['wall'] / 1e6:.2f} Mbp/s")
-    fwd = results["forward"]
     fwd = results["forward"]
 
     def ratio(a, b):
@@ -362,7 +371,10 @@ def main() -> None:
         f"write floor: {floor.seconds:8.1f} s  ({mb:,.0f} MB of bigWig, {floor.n_procs} processes)"
     )
     rate = L / full["wall"] / 1e6
-    print(f"predict:     {full['wall']:8.1f} s  (scan + write overlapped; {rate:.2f} Mbp/s)")
+    print(
+        f"predict:     {full['wall']:8.1f} s  (scan + write overlapped; {rate:.2f} Mbp/s; "
+        f"CPU {full['cpu_s']:.1f} s with the writers; engine {args.engine})"
+    )
     print(f"ratio predict / floor: {full['wall'] / floor.seconds:.2f}  (goal <= 1.25)")
     for length in (L, L // 2):
         r = results[length]

@@ -1,12 +1,13 @@
-"""The pyBigWig write floor: the time any writer of these arrays with this many processes needs.
+"""The write floor: the time any writer of these arrays with this many processes needs.
 
 :func:`write_floor` writes the same arrays with the same number of processes as
 :class:`regtracks.tracks.bigwig.BigWigWriter`, straight from memory, without the scanner and
 without the transfer: the denominator of issue 5's "whole run / write floor" ratio
 (``benchmarks/bench_bigwig.py``, ``benchmarks/bench_scan.py``). A benchmark tool, not part of
-the package: it shares the writer's per-process code (``_TrackSet``) so that both write the
-same bytes. Import it with ``benchmarks/`` on ``sys.path`` (a script run from ``benchmarks/``
-has it there); spawned processes inherit that path.
+the package: it shares the writer's per-process code (``_ENGINE_TRACKS``: pyBigWig by
+default, or another of the writer's engines with ``engine=``) so that both write the same
+bytes. Import it with ``benchmarks/`` on ``sys.path`` (a script run from ``benchmarks/`` has
+it there); spawned processes inherit that path.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ import numpy as np
 
 from regtracks._util import RegtracksError
 from regtracks.config import DEFAULT_BIGWIG
-from regtracks.tracks.bigwig import _POLL_S, _check_chrom_sizes, _describe, _TrackSet
+from regtracks.tracks.bigwig import (
+    _ENGINE_TRACKS,
+    _POLL_S,
+    _check_chrom_sizes,
+    _describe,
+    check_engine,
+)
 
 __all__ = ["write_floor", "WriteFloor"]
 
@@ -49,7 +56,7 @@ class WriteFloor:
     n_procs: int
 
 
-def _floor_main(lo, hi, npy, chrom_sizes, bin_size, out_dir, barrier, outbox):
+def _floor_main(lo, hi, npy, chrom_sizes, bin_size, out_dir, barrier, outbox, engine="pybigwig"):
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -61,7 +68,7 @@ def _floor_main(lo, hi, npy, chrom_sizes, bin_size, out_dir, barrier, outbox):
         barrier.wait()
         t0 = time.monotonic()
         paths = [os.path.join(out_dir, f"track{i}.bw") for i in range(lo, hi)]
-        tracks = _TrackSet(paths, chrom_sizes, bin_size=bin_size)
+        tracks = _ENGINE_TRACKS[engine](paths, chrom_sizes, bin_size=bin_size)
         idx = {c: i for i, (c, _) in enumerate(chrom_sizes)}
         for chrom, block in blocks:
             tracks.write(idx[chrom], 0, block)
@@ -81,6 +88,7 @@ def write_floor(
     n_procs: int | None = None,
     out_dir: str | os.PathLike | None = None,
     start_method: str | None = None,
+    engine: str = "pybigwig",
 ) -> WriteFloor:
     """Time the parallel pyBigWig write floor of whole-chromosome tracks.
 
@@ -104,6 +112,8 @@ def write_floor(
         Where the throw-away files go (default: a temporary folder, removed afterwards).
     start_method : str, optional
         ``multiprocessing`` start method (default ``spawn``).
+    engine : str, optional
+        The writer's engine whose floor this is (default ``pybigwig``; ``native``, ``figwig``).
 
     Returns
     -------
@@ -113,6 +123,7 @@ def write_floor(
     import shutil
 
     chrom_sizes = _check_chrom_sizes(chrom_sizes)
+    engine = check_engine(engine)
     n_procs = max(1, DEFAULT_BIGWIG.n_procs if n_procs is None else int(n_procs))
     own_dir = out_dir is None
     work = Path(tempfile.mkdtemp(prefix="regtracks-floor-")) if own_dir else Path(out_dir)
@@ -147,6 +158,7 @@ def write_floor(
                     str(work),
                     barrier,
                     outbox,
+                    engine,
                 ),
                 daemon=True,
             )

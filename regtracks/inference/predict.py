@@ -248,7 +248,7 @@ def predict(
         Checkpoint of the run folder.
     n_procs : int, optional
         bigWig writer processes (default ``DEFAULT_BIGWIG.n_procs``; 0 = in this process).
-    bigwig_engine : {"pybigwig", "figwig"}, optional
+    bigwig_engine : {"native", "pybigwig", "figwig"}, optional
         The library that writes the tracks (default ``DEFAULT_BIGWIG.engine``; see
         :class:`regtracks.tracks.bigwig.BigWigWriter`).
     build : bool

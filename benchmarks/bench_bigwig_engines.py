@@ -90,14 +90,23 @@ def _runs(finite: np.ndarray):
     return zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True)
 
 
-def write_pybigwig(paths, chrom_sizes, blocks, bin_size):
-    from regtracks.tracks.bigwig import _TrackSet  # the writer's own per-process code
+def _write_with(engine, paths, chrom_sizes, blocks, bin_size):
+    """One of the writer's own per-process engines (``_ENGINE_TRACKS``) from memory."""
+    from regtracks.tracks.bigwig import _ENGINE_TRACKS
 
-    tracks = _TrackSet(paths, chrom_sizes, bin_size=bin_size)
+    tracks = _ENGINE_TRACKS[engine](paths, chrom_sizes, bin_size=bin_size)
     idx = {c: i for i, (c, _) in enumerate(chrom_sizes)}
     for chrom, block in blocks:
         tracks.write(idx[chrom], 0, block)
     tracks.close()
+
+
+def write_pybigwig(paths, chrom_sizes, blocks, bin_size):
+    _write_with("pybigwig", paths, chrom_sizes, blocks, bin_size)
+
+
+def write_native(paths, chrom_sizes, blocks, bin_size):
+    _write_with("native", paths, chrom_sizes, blocks, bin_size)
 
 
 def _pybigtools_items(row: np.ndarray, chrom: str, size: int, bin_size: int):
@@ -142,16 +151,6 @@ def write_figwig(paths, chrom_sizes, blocks, bin_size):
                 starts = j * bin_size
                 w.write(chrom, starts, row[j], ends=np.minimum(starts + bin_size, sizes[chrom]),
                         missing=np.nan)  # fmt: skip
-
-
-def write_native(paths, chrom_sizes, blocks, bin_size):
-    from regtracks.tracks.bigwig import _NativeTracks  # the writer's own per-process code
-
-    tracks = _NativeTracks(paths, chrom_sizes, bin_size=bin_size)
-    idx = {c: i for i, (c, _) in enumerate(chrom_sizes)}
-    for chrom, block in blocks:
-        tracks.write(idx[chrom], 0, block)
-    tracks.close()
 
 
 WRITERS = {

@@ -49,9 +49,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["BigWigSet", "zoom_reductions", "ITEMS_PER_SECTION", "MIN_REDUCTION"]
+__all__ = ["BigWigSet", "zoom_reductions", "finite_runs", "ITEMS_PER_SECTION", "MIN_REDUCTION"]
 
 BIGWIG_MAGIC = 0x888FFC26
+"""First four bytes of a bigWig file (little-endian uint32)."""
 _CHROM_TREE_MAGIC = 0x78CA8C91
 _RTREE_MAGIC = 0x2468ACE0
 ITEMS_PER_SECTION = 1024
@@ -106,6 +107,12 @@ _LEAF_ITEM = np.dtype(
     [("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"), ("off", "<u8"), ("size", "<u8")]
 )
 _NODE_ITEM = np.dtype([("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"), ("off", "<u8")])
+
+
+def finite_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True of a boolean ``(n,)`` array as ``[(a, b), ...]`` half-open."""
+    d = np.diff(mask.astype(np.int8), prepend=0, append=0)
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
 def zoom_reductions(bin_size: int, max_chrom: int) -> list[int]:
@@ -412,10 +419,8 @@ class BigWigSet:
             self._sections(ci, start, block, 0, n_full, range(self.T))
         elif n_full:
             for i in range(self.T):
-                f = finite[i, :n_full]
-                d = np.diff(f.astype(np.int8), prepend=0, append=0)
-                for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
-                    self._sections(ci, start, block[i : i + 1], int(a), int(b), [i])
+                for a, b in finite_runs(finite[i, :n_full]):
+                    self._sections(ci, start, block[i : i + 1], a, b, [i])
         if n_full < n:  # the chromosome's partial last bin: a section of its own
             last = start + n_full * bs
             span = size - last

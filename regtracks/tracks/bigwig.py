@@ -88,6 +88,8 @@ import numpy as np
 
 from regtracks._util import LOW_SPACE_BYTES, RegtracksError, fsync_dir, fsync_file, write_cause
 from regtracks.config import DEFAULT_BIGWIG
+from regtracks.tracks.bbi import _CHROM_TREE_MAGIC, _RTREE_MAGIC, BIGWIG_MAGIC, BigWigSet
+from regtracks.tracks.bbi import finite_runs as _finite_runs
 
 __all__ = [
     "BigWigWriter",
@@ -101,9 +103,6 @@ __all__ = [
     "check_engine",
 ]
 
-BIGWIG_MAGIC = 0x888FFC26
-"""First four bytes of a bigWig file (little-endian uint32)."""
-
 _TMP_SUFFIX = ".tmp.bw"
 _DATA_BYTES_PER_BIN = 4
 """Disk bytes a bin may take in the data section (random float32 values compress to ~3.6 B;
@@ -116,12 +115,6 @@ _POLL_S = 0.5  # how often a waiting process checks that its peers are still ali
 
 # ---------------------------------------------------------------------------------------------
 # the part that talks to pyBigWig (runs in writer processes, or in the caller with n_procs=0)
-def _finite_runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of True of a boolean ``(n,)`` array as ``[(a, b), ...]`` half-open."""
-    d = np.diff(mask.astype(np.int8), prepend=0, append=0)
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
-
-
 def _raise_open_file_limit(needed: int) -> None:
     """Raise the soft limit on open files to ``needed`` when the hard limit allows it."""
     try:
@@ -183,8 +176,11 @@ class _Tracks:
         self.header = [(c, int(s)) for c, s in chrom_sizes]
         self.paths = [str(p) for p in tmp_paths]
         self.names = [str(p) for p in names] if names is not None else self.paths  # in errors
-        self.handles: list = []
+        self.handles: list = []  # one per file not yet finished: its close() finishes it
         self.bases = [0] * len(tmp_paths)  # bases covered per track: checked in the file
+        self._open_all()
+
+    def _open_all(self) -> None:
         for p, shown in zip(self.paths, self.names, strict=True):
             try:
                 self.handles.append(self._open(p))
@@ -223,6 +219,10 @@ class _Tracks:
         covered = finite[:, :n_full].sum(axis=1) * bs
         if n_full < n:
             covered += finite[:, n_full] * (size - (start + n_full * bs))
+        self._write_block(chrom_idx, start, block, finite, n_full, covered)
+
+    def _write_block(self, chrom_idx, start, block, finite, n_full, covered) -> None:
+        """Write every row (one engine call a row, unless the engine writes blocks)."""
         for i in range(len(self.handles)):
             self.bases[i] += int(covered[i])
             try:
@@ -327,67 +327,44 @@ class _FigwigTracks(_Tracks):
 
 class _NativeTracks(_Tracks):
     """regtracks' own writer (:mod:`regtracks.tracks.bbi`): the tracks of a group written
-    together, numpy and zlib; fixedStep sections as pyBigWig writes them."""
+    together, numpy and libdeflate; fixedStep sections as pyBigWig writes them."""
 
-    def __init__(self, tmp_paths, chrom_sizes, *, bin_size: int, names=None):
-        from regtracks.tracks.bbi import BigWigSet
+    class _Finish:  # a handle: close() finishes file i of the set
+        def __init__(self, tracks: BigWigSet, i: int):
+            self.tracks, self.i = tracks, i
 
-        _raise_open_file_limit(2 * len(tmp_paths) + 64)  # each file and its zoom spill file
-        self.bin_size = int(bin_size)
-        self.chroms = [c for c, _ in chrom_sizes]
-        self.sizes = [int(s) for _, s in chrom_sizes]
-        self.paths = [str(p) for p in tmp_paths]
-        self.names = [str(p) for p in names] if names is not None else self.paths
-        self.bases = [0] * len(tmp_paths)
+        def close(self) -> None:
+            self.tracks.finish(self.i)
+
+    def _open_all(self) -> None:
         try:
-            self.set = BigWigSet(self.paths, chrom_sizes, self.bin_size)
+            self.set = BigWigSet(self.paths, self.header, self.bin_size)
         except OSError as exc:
-            shown = self.names[0] if self.names else "bigWig"
             raise RegtracksError(
-                f"{shown}: cannot write the bigWig ({write_cause(self.paths[0], exc)})"
+                f"{self.names[0]}: cannot write the bigWig ({write_cause(self.paths[0], exc)})"
             ) from None
-        self.handles = list(range(len(tmp_paths)))  # the files not yet finished
+        self.handles = [self._Finish(self.set, i) for i in range(len(self.paths))]
 
-    def write(self, chrom_idx: int, start: int, block: np.ndarray) -> None:
-        size, bs = self.sizes[chrom_idx], self.bin_size
-        if self.handles:
-            self._room(0, self.bytes_per_bin * block.size)
-        n = block.shape[1]
-        n_full = n if start + n * bs <= size else n - 1
-        finite = np.isfinite(block)
-        covered = finite[:, :n_full].sum(axis=1) * bs  # counted here, checked in each header
-        if n_full < n:
-            covered += finite[:, n_full] * (size - (start + n_full * bs))
+    def _write_block(self, chrom_idx, start, block, finite, n_full, covered) -> None:
         try:
             self.set.write(chrom_idx, start, block, finite, n_full)
         except OSError as exc:
-            raise RegtracksError(
-                f"{self.names[0]}: cannot write ({write_cause(self.paths[0], exc)})"
-            ) from None
+            cause = write_cause(self.paths[0], exc)
+            raise RegtracksError(f"{self.names[0]}: cannot write ({cause})") from None
         for i, c in enumerate(covered.tolist()):
             self.bases[i] += c
 
     def close(self) -> None:
         try:
-            self.set.flush()
+            self.set.flush()  # the zoom records still open, of every file
         except OSError as exc:
-            raise RegtracksError(
-                f"{self.names[0]}: cannot finish ({write_cause(self.paths[0], exc)})"
-            ) from None
-        while self.handles:
-            k = self.handles[0]
-            with contextlib.suppress(OSError):
-                self._room(k, int(os.path.getsize(self.paths[k]) * _CLOSE_BYTES_PER_BYTE))
-            try:
-                self.set.finish(k)
-            except OSError as exc:
-                cause = write_cause(self.paths[k], exc)
-                raise RegtracksError(f"{self.names[k]}: cannot finish ({cause})") from None
-            self.handles.pop(0)
+            cause = write_cause(self.paths[0], exc)
+            raise RegtracksError(f"{self.names[0]}: cannot finish ({cause})") from None
+        super().close()
 
     def abandon(self) -> None:
         self.set.abandon()
-        self.handles.clear()
+        super().abandon()
 
 
 _ENGINE_TRACKS = {"pybigwig": _TrackSet, "figwig": _FigwigTracks, "native": _NativeTracks}
@@ -964,10 +941,6 @@ def zoom_levels(path: str | os.PathLike) -> int:
     if len(head) < 8 or struct.unpack("<I", head[:4])[0] != BIGWIG_MAGIC:
         return -1
     return struct.unpack("<H", head[6:8])[0]
-
-
-_CHROM_TREE_MAGIC = 0x78CA8C91
-_RTREE_MAGIC = 0x2468ACE0
 
 
 def check_bigwig(

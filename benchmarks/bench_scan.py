@@ -279,7 +279,9 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--small", action="store_true", help="tiny model (f1=f2=f3=16): I/O-bound runs")
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--engine", default="pybigwig", help="bigWig engine of predict and the floor")
+    ap.add_argument(
+        "--engine", default="native", help="bigWig engine of predict and the floor (native)"
+    )
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # = --stage predict
     ap.add_argument(
         "--stage", choices=["predict", "scan", "forward", "forward-slice"], help=argparse.SUPPRESS

@@ -4,8 +4,8 @@
 :class:`regtracks.tracks.bigwig.BigWigWriter`, straight from memory, without the scanner and
 without the transfer: the denominator of issue 5's "whole run / write floor" ratio
 (``benchmarks/bench_bigwig.py``, ``benchmarks/bench_scan.py``). A benchmark tool, not part of
-the package: it shares the writer's per-process code (``_ENGINE_TRACKS``: pyBigWig by
-default, or another of the writer's engines with ``engine=``) so that both write the same
+the package: it shares the writer's per-process code (``_ENGINE_TRACKS``: the writer's
+default engine, or another of its engines with ``engine=``) so that both write the same
 bytes. Import it with ``benchmarks/`` on ``sys.path`` (a script run from ``benchmarks/`` has
 it there); spawned processes inherit that path.
 """
@@ -88,9 +88,9 @@ def write_floor(
     n_procs: int | None = None,
     out_dir: str | os.PathLike | None = None,
     start_method: str | None = None,
-    engine: str = "pybigwig",
+    engine: str | None = None,
 ) -> WriteFloor:
-    """Time the parallel pyBigWig write floor of whole-chromosome tracks.
+    """Time the parallel write floor of whole-chromosome tracks.
 
     The same track split as :class:`BigWigWriter` (``n_procs`` contiguous groups); each
     process first loads its rows of every array into memory, then all start together and
@@ -113,7 +113,7 @@ def write_floor(
     start_method : str, optional
         ``multiprocessing`` start method (default ``spawn``).
     engine : str, optional
-        The writer's engine whose floor this is (default ``pybigwig``; ``native``, ``figwig``).
+        The writer's engine whose floor this is (default ``DEFAULT_BIGWIG.engine``).
 
     Returns
     -------

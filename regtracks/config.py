@@ -345,19 +345,19 @@ class BigWigDefaults:
         ``multiprocessing`` start method of the writers. ``spawn`` is safe with torch and CUDA
         in the parent (``fork`` is not).
     engine : str
-        The code that writes the files: ``pybigwig`` (libBigWig, the default), ``native``
-        (regtracks' own, :mod:`regtracks.tracks.bbi`: numpy and libdeflate, every track of a
-        group written together; 4x less CPU than pyBigWig for 919 tracks at 128 bp, files of
-        the same size; not yet the default: its sections end where blocks are cut, so the
-        bytes, not the values, depend on the writer's slots) or ``figwig`` (optional).
-        Measured side by side in ``benchmarks/bench_bigwig_engines.py``.
+        The code that writes the files: ``native`` (the default: regtracks' own,
+        :mod:`regtracks.tracks.bbi`, numpy and libdeflate, every track of a group written
+        together; 4x less CPU than pyBigWig for 919 tracks at 128 bp, files of the same size,
+        the same bytes however the blocks were cut), ``pybigwig`` (libBigWig, the fallback)
+        or ``figwig`` (optional). Measured side by side in
+        ``benchmarks/bench_bigwig_engines.py``.
     """
 
     n_procs: int = field(default_factory=lambda: max(1, min(16, usable_cpus() - 1)))
     buffer_mb: int = 256
     n_slots: int = 4
     start_method: str = "spawn"
-    engine: str = "pybigwig"
+    engine: str = "native"
 
 
 DEFAULT_BIGWIG = BigWigDefaults()

@@ -3,7 +3,7 @@
 The engine tests of ``test_bigwig.py`` (values, gaps, headers, processes, checks, disk) run on
 it too; here what only it does: zoom records computed as the blocks arrive, checked record by
 record against a brute force over the bases (read back by pybigtools), the split of a bin
-across a record boundary, blocks of any size giving the same file, the multi-level chromosome
+across a record boundary, blocks cut anywhere giving the same bytes, the multi-level chromosome
 tree, and a track without data.
 """
 
@@ -118,31 +118,51 @@ def test_bins_across_record_boundaries_split_their_bases(tmp_path):
             np.testing.assert_array_equal(bw.values("chr1", 0, size, numpy=True), bases)
 
 
-def test_block_cuts_change_sections_not_values(tmp_path):
-    """Blocks of 1,000 bins or one block a chromosome: the same values and the same zoom
-    records in every reader (the sections end where the blocks do)."""
-    rng = np.random.default_rng(5)
-    sizes = [("chr1", 400_000)]
-    v = rng.random((2, 3_125)).astype(np.float32)
-    v[1, 2_000:2_010] = np.nan
-    out = {}
-    for step in (1_000, 10**9):
-        paths = [tmp_path / f"s{step}_{i}.bw" for i in range(2)]
-        with BigWigWriter(paths, sizes, bin_size=128, n_procs=0, engine="native") as w:
-            for j in range(0, v.shape[1], step):
-                w.add("chr1", j * 128, v[:, j : j + step])
-        out[step] = paths
-    for a, b in zip(out[1_000], out[10**9], strict=True):
-        with pyBigWig.open(str(a)) as x, pyBigWig.open(str(b)) as y:
-            assert x.intervals("chr1") == y.intervals("chr1")
-            assert x.header()["nBasesCovered"] == y.header()["nBasesCovered"]
-        ra, rb = pybigtools.open(str(a)), pybigtools.open(str(b))
-        for red in _zoom_levels(a):
-            assert list(ra.zoom_records(red, "chr1", 0, 400_000)) == list(
-                rb.zoom_records(red, "chr1", 0, 400_000)
-            )
-        ra.close()
-        rb.close()
+def _cut(rng, n: int, kind: str) -> list[int]:
+    """Cut points of ``n`` bins: one block, every bin, a fixed step, or at random."""
+    if kind == "whole":
+        return [0, n]
+    if kind == "every":
+        return list(range(n + 1))
+    if kind.isdigit():
+        return [*range(0, n, int(kind)), n]
+    inner = rng.choice(np.arange(1, n), size=min(n - 1, 40), replace=False)
+    return [0, *sorted(inner.tolist()), n]
+
+
+@pytest.mark.parametrize("bin_size", [128, 1])
+def test_files_do_not_depend_on_how_the_blocks_were_cut(tmp_path, bin_size):
+    """The same bins in one block a chromosome, one bin a block, blocks of 5,121 and blocks cut
+    at random (and a gap between blocks in each): the same bytes, so files written by writer
+    processes with any slot size, or under torchrun, are identical to one process's. Sections
+    and zoom records (levels longer than a block, and than the writer's grid) included."""
+    sizes = [("chr1", 2_000_000 if bin_size > 1 else 61_050), ("chrE", 5_000), ("chr2", 23_333)]
+    data = _random(bin_size, seed=7)
+    n1 = -(-sizes[0][1] // bin_size)
+    rng = np.random.default_rng(8)
+    data["chr1"] = np.pad(data["chr1"], ((0, 0), (0, n1 - data["chr1"].shape[1])))
+    data["chr1"][:, 61_050 // bin_size :] = rng.random((3, n1 - 61_050 // bin_size))
+    gap = (n1 // 3, n1 // 3 + 777)  # no block covers these bins
+    want = None
+    for kind in ("whole", "every", "5121", "random", "random"):
+        if kind == "every" and bin_size > 1:
+            kind = "1"
+        paths = [tmp_path / f"{kind}{rng.integers(1e9)}_{i}.bw" for i in range(3)]
+        with BigWigWriter(paths, sizes, bin_size=bin_size, n_procs=0, engine="native") as w:
+            for chrom, v in data.items():
+                n = v.shape[1]
+                for lo, hi in ((0, gap[0]), (gap[1], n)) if chrom == "chr1" else ((0, n),):
+                    cuts = _cut(rng, hi - lo, kind)
+                    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+                        w.add(chrom, (lo + a) * bin_size, v[:, lo + a : lo + b])
+        got = [p.read_bytes() for p in paths]
+        if want is None:
+            want = got
+            for i, p in enumerate(paths):  # and the file is right
+                v = data["chr1"][i].copy()
+                v[gap[0] : gap[1]] = np.nan
+                _assert_zooms_exact(p, {"chr1": _per_base(v, 0, sizes[0][1], bin_size)})
+        assert [g == x for g, x in zip(got, want, strict=True)] == [True] * 3, kind
 
 
 def test_more_chromosomes_than_one_tree_leaf(tmp_path):

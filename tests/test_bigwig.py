@@ -469,10 +469,10 @@ def test_unknown_or_missing_engine_is_one_line(tmp_path, monkeypatch):
     from regtracks.tracks.bigwig import ENGINES as NAMES
     from regtracks.tracks.bigwig import check_engine
 
-    assert NAMES == ("pybigwig", "figwig", "native") and check_engine(None) == "pybigwig"
+    assert NAMES == ("native", "pybigwig", "figwig") and check_engine(None) == "native"
     assert check_engine(" PyBigWig ") == "pybigwig"
     with pytest.raises(RegtracksError, match=r"^bigWig engine \(--bigwig-engine\) must be one of "
-                       r"pybigwig, figwig, native, got 'pybigtools'$"):  # fmt: skip
+                       r"native, pybigwig, figwig, got 'pybigtools'$"):  # fmt: skip
         BigWigWriter([tmp_path / "t.bw"], CHROM_SIZES, bin_size=BIN, engine="pybigtools")
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -529,6 +529,6 @@ def test_predict_bad_engine_fails_before_scanning(trained_run, tmp_path):
     ])  # fmt: skip
     assert r.exit_code == 1, r.output
     assert r.stderr.strip().splitlines()[-1] == (
-        "error: bigWig engine (--bigwig-engine) must be one of pybigwig, figwig, native, got 'nope'"
+        "error: bigWig engine (--bigwig-engine) must be one of native, pybigwig, figwig, got 'nope'"
     )
     assert not (tmp_path / "hub").exists()

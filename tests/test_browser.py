@@ -321,3 +321,72 @@ def test_predicted_hub_shows_predictions_and_observed_peaks_at_two_loci(trained_
         # the DNase peak the locus was chosen on is drawn
         peak = by_url["tracks/peaks_DNase.bb"]
         assert peak["type"] == "annotation" and peak["nFeatures"] > 0, (view["locus"], peak)
+
+
+def test_native_zoom_levels_read_in_igv_js(tmp_path):
+    """A whole 8 Mbp chromosome in view (~7 kb a pixel): igv.js reads the native writer's
+    first zoom level (the bytes it asks for), and what it draws is the value written there."""
+    missing = _requirements()
+    if missing:
+        pytest.skip(missing)
+    import struct
+
+    from _hub_data import pred_track
+
+    from regtracks.tracks.bigwig import BigWigWriter
+
+    size, bs, step = 8_000_000, 128, 256_000  # values constant over 256 kb steps
+    hub = make_hub(tmp_path, [pred_track("pred_CTCF", "CTCF", "TFBS", chroms=("chr1",))],
+                   sizes=[["chr1", size]])  # fmt: skip
+    n = -(-size // bs)
+    v = ((np.arange(n) * bs // step) % 7 / 8 + 0.05).astype(np.float32)[None]
+    v[0, 20_000:20_400] = np.nan  # a gap: no data, no record
+    path = hub / "tracks" / "pred_CTCF.bw"
+    path.unlink()
+    with BigWigWriter([path], [("chr1", size)], bin_size=bs, n_procs=0, engine="native") as w:
+        for j in range(0, n, 3_001):  # blocks that end anywhere
+            w.add("chr1", j * bs, v[:, j : j + 3_001])
+    build_hub(hub, write_2bit=writer_2bit())
+    assert check_hub(hub).problems == ()
+    raw = path.read_bytes()
+    n_zooms = struct.unpack_from("<H", raw, 6)[0]
+    zooms = [struct.unpack_from("<IIQQ", raw, 64 + 24 * k) for k in range(n_zooms)]
+    assert zooms[0][0] == 20 * bs
+    ranges: list[tuple[str, int, int]] = []
+
+    class Logged(_RangeHandler):
+        def send_head(self):
+            m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", "").strip())
+            if m:
+                ranges.append((self.path, int(m.group(1)), int(m.group(2))))
+            return super().send_head()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Logged, directory=str(hub))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        state = _page_state(f"{base}/igv.html", tmp_path / "wide.png", [f"chr1:1-{size:,}"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert state["errors"] == [] and state["pageErrors"] == [] and state["failedRequests"] == []
+    # igv.js asked for the first zoom level's records (a range between its data offset and
+    # its index), besides the header it reads first
+    _, _, data_at, index_at = zooms[0]
+    mine = [(a, b) for p, a, b in ranges if p.endswith("pred_CTCF.bw")]
+    assert any(data_at <= a and b < index_at for a, b in mine), (zooms[0], mine)
+    (view,) = state["views"]
+    (t,) = view["tracks"]
+    assert t["loaded"] and t["message"] is None and t["nFeatures"] > 300, t["nFeatures"]
+    feats = np.array(t["features"], np.float64)
+    gap = (20_000 * bs, 20_400 * bs)
+    assert not ((feats[:, 0] >= gap[0]) & (feats[:, 1] <= gap[1])).any()  # nothing in the gap
+    inside = (feats[:, 0] // step == (feats[:, 1] - 1) // step) & (
+        (feats[:, 1] <= gap[0]) | (feats[:, 0] >= gap[1])
+    )
+    assert inside.sum() > 300
+    want = (feats[inside, 0] // step) % 7 / 8 + 0.05
+    np.testing.assert_allclose(feats[inside, 2], want, rtol=1e-6)

@@ -49,7 +49,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["BigWigSet", "zoom_reductions", "finite_runs", "ITEMS_PER_SECTION", "MIN_REDUCTION"]
+__all__ = [
+    "BigWigSet",
+    "zoom_reductions",
+    "finite_runs",
+    "GRID",
+    "ITEMS_PER_SECTION",
+    "MIN_REDUCTION",
+]
 
 BIGWIG_MAGIC = 0x888FFC26
 """First four bytes of a bigWig file (little-endian uint32)."""
@@ -87,8 +94,11 @@ def _compressor():
 
 
 compress, COMPRESSOR = _compressor()
-_COLUMNS = 8192
-"""Bins summarised at a time for the zoom levels (bounds the temporaries per set)."""
+GRID = 5120
+"""Bins (from the chromosome start) where a block is cut before it is written: a multiple
+of :data:`ITEMS_PER_SECTION` and of the 20 bins of a first-level zoom record, so neither
+crosses it and the bytes written do not depend on how the caller cut the blocks. Also the
+bins summarised at a time for the zoom levels (bounds the temporaries per set)."""
 
 _SECTION_HEAD = struct.Struct("<IIIIIBBH")
 _RECORD = np.dtype(
@@ -219,12 +229,15 @@ def _chrom_tree(names: Sequence[str], sizes: Sequence[int], at: int) -> bytes:
 
 # ---------------------------------------------------------------------------------------------
 class _Level:
-    """One zoom level of every track of a set: the record still open (its bases may continue
-    in the next block) and the records finished but not yet compressed."""
+    """One zoom level of every track of a set. Level 1 keeps the record still open (its bins
+    may continue in the next block, after a gap); a level above keeps the finished records
+    of the level below whose parent may still get more (at most three), so each of its
+    records is summed from all its children at once, in one order, however the blocks came."""
 
     def __init__(self, reduction: int):
         self.reduction = reduction
-        self.carry = None  # (chrom, id, cnt, s, sq, mn, mx): the open record, (T,) each
+        self.carry = None  # level 1: (chrom, id, cnt, s, sq, mn, mx), the open record, (T,) each
+        self.kids = None  # above: (chrom, ids, cnt, s, sq, mn, mx), children not yet summed
         self.done: list = []  # [(chrom, ids, cnt, s, sq, mn, mx)], (k,) and (T, k)
         self.n_done = 0
 
@@ -255,6 +268,7 @@ class _File:
         self.spill = spill
         self.data_index: list[np.ndarray] = []
         self.zoom_index: list[list[np.ndarray]] = [[] for _ in range(n_levels)]
+        self.zoom_held: list[list[np.ndarray]] = [[] for _ in range(n_levels)]
         self.n_records = [0] * n_levels
         self.n_sections = 0
 
@@ -271,8 +285,20 @@ class _File:
         self.n_sections += len(parts)
         self.data_index.append(items)
 
-    def add_zoom(self, level: int, recs: np.ndarray) -> None:
-        """Compress and spill the zoom records ``recs`` (``_RECORD``) of one level."""
+    def add_zoom(self, level: int, recs: np.ndarray, last: bool = False) -> None:
+        """Add zoom records ``recs`` (``_RECORD``) of one level; compress and spill them in
+        blocks of ``_RECORDS_PER_BLOCK`` of this file's own records (the rest waits for the
+        next records, or for ``last``), so the blocks do not depend on when records come."""
+        held = self.zoom_held[level]
+        if len(recs):
+            held.append(recs)
+        n = sum(map(len, held))
+        if not n or (n < _RECORDS_PER_BLOCK and not last):
+            return
+        recs = np.concatenate(held) if len(held) > 1 else held[0]
+        keep = 0 if last else n % _RECORDS_PER_BLOCK
+        self.zoom_held[level] = [recs[n - keep :].copy()] if keep else []
+        recs = recs[: n - keep]
         parts, items = [], np.empty(-(-len(recs) // _RECORDS_PER_BLOCK), _LEAF_ITEM)
         for k, a in enumerate(range(0, len(recs), _RECORDS_PER_BLOCK)):
             r = recs[a : a + _RECORDS_PER_BLOCK]
@@ -408,11 +434,61 @@ class BigWigSet:
         self.bases = np.zeros(T, np.int64)
         self.lo, self.hi = np.full(T, np.inf), np.full(T, -np.inf)
         self.total, self.sq = np.zeros(T), np.zeros(T)
+        self._held = None  # (chrom, start, values, finite): bins not yet written
         self._flushed = False
         self._finished_files = 0
 
     # -- data --------------------------------------------------------------------------
     def write(self, ci: int, start: int, block: np.ndarray, finite: np.ndarray, n_full: int):
+        """Add a block. Bins are written up to the last multiple of :data:`GRID` bins from
+        the chromosome start that the block reaches (all of them when the chromosome ends in
+        it); the rest (a copy) waits for the next block. A section or a zoom record never
+        crosses such a point, so the files do not depend on where the blocks were cut."""
+        bs, n = self.bin_size, block.shape[1]
+        h = self._held
+        if h is not None and (h[0] != ci or h[1] + h[2].shape[1] * bs != start):
+            self._held = None  # a gap, or another chromosome: the held bins end a run
+            self._process(h[0], h[1], h[2], h[3], h[2].shape[1])
+            h = None
+        m = 0 if h is None else h[2].shape[1]
+        s0 = start if h is None else h[1]
+        if n_full < n or start + n * bs >= self.sizes[ci]:  # the chromosome ends here
+            if h is not None:
+                block = np.concatenate([h[2], block], axis=1)
+                finite = np.concatenate([h[3], finite], axis=1)
+            self._held = None
+            self._process(ci, s0, block, finite, m + n_full)
+            return
+        head = GRID - (s0 // bs) % GRID  # bins from s0 to the next grid point
+        if m + n < head:  # no grid point reached: hold the block
+            self._hold(ci, s0, h, block, finite)
+            return
+        j = head - m  # the block's bins up to that grid point
+        if h is None:
+            self._process(ci, start, block[:, :j], finite[:, :j], j)
+        else:
+            hb = np.concatenate([h[2], block[:, :j]], axis=1)
+            self._process(ci, s0, hb, np.concatenate([h[3], finite[:, :j]], axis=1), head)
+        self._held = None
+        k = j + (n - j) // GRID * GRID  # then whole grid cells
+        if k > j:
+            self._process(ci, start + j * bs, block[:, j:k], finite[:, j:k], k - j)
+        if k < n:
+            self._hold(ci, start + k * bs, None, block[:, k:], finite[:, k:])
+
+    def _hold(self, ci, start, held, block, finite) -> None:
+        if held is None:
+            self._held = (ci, start, block.copy(), finite.copy())
+        else:
+            self._held = (
+                ci,
+                start,
+                np.concatenate([held[2], block], axis=1),
+                np.concatenate([held[3], finite], axis=1),
+            )
+
+    def _process(self, ci: int, start: int, block: np.ndarray, finite: np.ndarray, n_full: int):
+        """Write bins ``[0, n)`` of a block: sections, the partial last bin, zoom records."""
         bs, size = self.bin_size, self.sizes[ci]
         n = block.shape[1]
         if n_full and finite[:, :n_full].all():
@@ -432,14 +508,16 @@ class BigWigSet:
         self._summarise(ci, start, block, finite, n_full)
 
     def _sections(self, ci: int, start: int, rows: np.ndarray, a: int, b: int, which) -> None:
-        """fixedStep sections of bins ``[a, b)`` of ``rows`` (one row per file of ``which``)."""
+        """fixedStep sections of bins ``[a, b)`` of ``rows`` (one row per file of ``which``),
+        cut at every :data:`ITEMS_PER_SECTION` bins from the chromosome start."""
         bs, k = self.bin_size, ITEMS_PER_SECTION
-        firsts = range(a, b, k)
+        q = start // bs + a  # the bin index of bin a, from the chromosome start
+        firsts = [a, *range(a + (k - q % k), b, k)]
         bounds = np.empty((len(firsts), 3), np.uint64)
         parts: list[list[bytes]] = [[] for _ in which]
         buf = np.empty((rows.shape[0], 24 + 4 * k), np.uint8)
         for j, s in enumerate(firsts):
-            m = min(k, b - s)
+            m = (firsts[j + 1] if j + 1 < len(firsts) else b) - s
             s0 = start + s * bs
             bounds[j] = (ci, s0, s0 + m * bs)
             buf[:, :24] = np.frombuffer(
@@ -454,10 +532,13 @@ class BigWigSet:
 
     # -- zoom levels and summary ----------------------------------------------------------
     def _summarise(self, ci, start, block, finite, n_full) -> None:
-        """The level-1 zoom records of a block (and each file's total summary)."""
+        """The level-1 zoom records of a block (and each file's total summary), in pieces
+        cut on the :data:`GRID` (a record never spans two pieces)."""
         bs, r1 = self.bin_size, self.reductions[0]
         n = block.shape[1]
-        pieces = [(a, min(n_full, a + _COLUMNS), bs) for a in range(0, n_full, _COLUMNS)]
+        q = start // bs
+        cuts = [0, *range(GRID - q % GRID, n_full, GRID), n_full]
+        pieces = [(a, b, bs) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
         if n_full < n:
             pieces.append((n_full, n, self.sizes[ci] - (start + n_full * bs)))
         for a, b, w in pieces:
@@ -497,16 +578,18 @@ class BigWigSet:
                 fz, vz, mn, mx = f[:, rep], vz[:, rep], mn[:, rep], mx[:, rep]
                 g = _group(ids, fz * wt, vz * wt, np.square(vz, dtype=np.float64) * wt, mn, mx)
             self.bases += np.rint(g[1].sum(axis=1)).astype(np.int64)
-            self.total += g[2].sum(axis=1)
-            self.sq += g[3].sum(axis=1)
+            # sums in record order, one record after the other (np.cumsum): the same
+            # roundings however the records were cut into pieces
+            self.total = np.cumsum(np.column_stack([self.total, g[2]]), axis=1)[:, -1]
+            self.sq = np.cumsum(np.column_stack([self.sq, g[3]]), axis=1)[:, -1]
             np.minimum(self.lo, g[4].min(axis=1), out=self.lo)
             np.maximum(self.hi, g[5].max(axis=1), out=self.hi)
-            self._push(0, ci, *g)
+            self._push(ci, *g)
 
-    def _push(self, k: int, ci: int, ids, cnt, s, sq, mn, mx) -> None:
-        """Records ``ids`` of level ``k`` (sorted): merge with the open one, keep the last
-        open, pass the finished ones on (to level ``k+1`` and to the files)."""
-        lv = self.levels[k]
+    def _push(self, ci: int, ids, cnt, s, sq, mn, mx) -> None:
+        """Level-1 records ``ids`` (sorted): merge with the open one, keep the last open,
+        pass the finished ones on (to the level above and to the files)."""
+        lv = self.levels[0]
         c = lv.carry
         if c is not None and c[0] == ci and c[1] == ids[0]:
             cnt, s, sq = cnt.copy(), s.copy(), sq.copy()
@@ -517,11 +600,11 @@ class BigWigSet:
             np.minimum(mn[:, 0], c[5], out=mn[:, 0])
             np.maximum(mx[:, 0], c[6], out=mx[:, 0])
         elif c is not None:
-            self._finished(k, c[0], np.array([c[1]]), *(x[:, None] for x in c[2:]))
+            self._finished(0, c[0], np.array([c[1]]), *(x[:, None] for x in c[2:]))
         lv.carry = (ci, ids[-1], cnt[:, -1], s[:, -1], sq[:, -1], mn[:, -1], mx[:, -1])
         if len(ids) > 1:
             self._finished(
-                k, ci, ids[:-1], cnt[:, :-1], s[:, :-1], sq[:, :-1], mn[:, :-1], mx[:, :-1]
+                0, ci, ids[:-1], cnt[:, :-1], s[:, :-1], sq[:, :-1], mn[:, :-1], mx[:, :-1]
             )
 
     def _finished(self, k, ci, ids, cnt, s, sq, mn, mx) -> None:
@@ -529,12 +612,27 @@ class BigWigSet:
         lv.done.append((ci, ids, cnt, s, sq, mn, mx))
         lv.n_done += len(ids)
         if k + 1 < len(self.levels):
-            self._push(k + 1, ci, *_group(ids // 4, cnt, s, sq, mn, mx))
+            self._up(k + 1, ci, ids, cnt, s, sq, mn, mx)
         if lv.n_done >= _RECORDS_PER_BLOCK:
             self._spill(k)
 
+    def _up(self, k: int, ci: int, *kids) -> None:
+        """Finished records of level ``k - 1`` into level ``k``: every parent whose children
+        are all there is summed from them at once; the last parent's wait for more."""
+        lv = self.levels[k]
+        held, lv.kids = lv.kids, None
+        if held is not None and held[0] != ci:
+            self._finished(k, held[0], *_group(held[1] // 4, *held[2:]))
+        elif held is not None:
+            kids = [np.concatenate([x, y], axis=-1) for x, y in zip(held[1:], kids, strict=True)]
+        parent = kids[0] // 4
+        j = int(np.searchsorted(parent, parent[-1]))  # the first child of the last parent
+        if j:
+            self._finished(k, ci, *_group(parent[:j], *(x[..., :j] for x in kids[1:])))
+        lv.kids = (ci, *(x[..., j:] for x in kids))
+
     def _spill(self, k: int) -> None:
-        """Compress the finished records of level ``k`` into every file's spill file."""
+        """Pass the finished records of level ``k`` to every file (which compresses them)."""
         lv = self.levels[k]
         if not lv.done:
             return
@@ -556,15 +654,23 @@ class BigWigSet:
             fl.add_zoom(k, recs[i] if every else recs[i][has[i]])
 
     def flush(self) -> None:
-        """Close the open zoom records of every level and compress what is left."""
+        """Write the bins still held, close the open zoom records of every level, and
+        compress what is left."""
         if self._flushed:
             return
+        h, self._held = self._held, None
+        if h is not None:
+            self._process(h[0], h[1], h[2], h[3], h[2].shape[1])
         for k, lv in enumerate(self.levels):
-            c = lv.carry
+            c, lv.carry = lv.carry, None
             if c is not None:
-                lv.carry = None
                 self._finished(k, c[0], np.array([c[1]]), *(x[:, None] for x in c[2:]))
+            kids, lv.kids = lv.kids, None
+            if kids is not None:
+                self._finished(k, kids[0], *_group(kids[1] // 4, *kids[2:]))
             self._spill(k)
+            for fl in self.files:
+                fl.add_zoom(k, recs=np.empty(0, _RECORD), last=True)
         self._flushed = True
 
     def finish(self, i: int) -> None:

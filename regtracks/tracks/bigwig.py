@@ -21,18 +21,19 @@ no overlaps; gaps between blocks simply carry no data.
 Files
 -----
 Every file's header lists every chromosome of ``chrom_sizes`` in that order; zoom levels are
-left at the engine's default (``maxZooms=0`` makes files IGV cannot read). With pyBigWig
-(``engine="pybigwig"``, the default) and with regtracks' own writer (``engine="native"``,
-:mod:`regtracks.tracks.bbi`) finite runs are written as fixedStep sections with
+left at the engine's default (``maxZooms=0`` makes files IGV cannot read). With regtracks' own
+writer (``engine="native"``, the default; :mod:`regtracks.tracks.bbi`) and with pyBigWig
+(``engine="pybigwig"``, the fallback) finite runs are written as fixedStep sections with
 ``span = step = bin_size``; with figwig (``engine="figwig"``, an optional package: numba and
 libdeflate) as per-base fixedStep sections at 1 bp and as one bedGraph interval per bin at
-wider bins. All read back the same values in pyBigWig, pybigtools and UCSC's library.
+wider bins. All read back the same values in pyBigWig, pybigtools, UCSC's library and igv.js.
 ``benchmarks/bench_bigwig_engines.py`` measures the engines on the same arrays: for 919 tracks
-x 5 Mbp at 128 bp the native writer takes 2.9 s of CPU, pyBigWig 11.5 s, for files of the same
-size (the native writer's zoom levels are summarised as the blocks arrive, for all tracks at
-once, and its blocks go through libdeflate). The native writer ends a section where a block
-ends, so its bytes (not its values) depend on how the blocks are cut: it is not the default
-until its sections carry over from one block to the next. Whatever the
+x 5 Mbp at 128 bp the native writer takes 4x less CPU than pyBigWig for files of the same
+size (its zoom levels are summarised as the blocks arrive, for all tracks at once, and its
+blocks go through libdeflate). The native writer cuts sections and zoom records on a grid
+from the chromosome start, holding back the bins of a block past its last grid point, so its
+bytes do not depend on how the blocks were cut (by the writer's slots, by torchrun's ranks);
+with pyBigWig they do not either. Whatever the
 engine, each file is checked after it is finished (:func:`check_bigwig`: libraries print some
 write errors instead of raising them) and a block is refused before it is written when the
 disk may not hold it (libBigWig does not survive a full disk). Each file is written
@@ -41,10 +42,11 @@ when :meth:`BigWigWriter.close` has finished **all** files; an exception, :meth:
 killed run leaves no file under a final name (temporaries of a killed run are removed by the
 next writer of the same paths).
 
-pyBigWig's ``close()`` is quadratic in the number of chromosomes of the header (measured per
-file: +0.06 s for 5,000 sequences, +0.9 s for 20,000, +3.5 s for 40,000). For assemblies of
-tens of thousands of scaffolds pass only the chromosomes that get data as ``chrom_sizes``
-(browsers do not need the others); for hg38 (195-455 sequences) it does not matter.
+With the pybigwig engine, ``close()`` is quadratic in the number of chromosomes of the header
+(measured per file: +0.06 s for 5,000 sequences, +0.9 s for 20,000, +3.5 s for 40,000): for
+assemblies of tens of thousands of scaffolds pass only the chromosomes that get data as
+``chrom_sizes`` (browsers do not need the others), or use the native engine (a sorted
+multi-level chromosome tree, as UCSC writes one).
 
 Resume granularity is the whole track file: a bigWig cannot be appended to once it is
 closed, so a run that stops before ``close()`` redoes every unfinished track from the start,
@@ -55,18 +57,20 @@ Processes and memory
 --------------------
 With ``n_procs > 0`` the tracks are split into ``n_procs`` contiguous groups, one writer
 process each (``spawn`` by default: safe when the parent holds torch/CUDA state). Each process
-owns the pyBigWig handles of its group. ``add`` copies the block into a slot of one
+owns the open files of its group. ``add`` copies the block into a slot of one
 shared-memory buffer (``n_slots`` slots of ``buffer_mb / n_slots`` MiB; large blocks are cut to
 fit) and returns at once, so the caller goes on scanning while the processes write; when every
 slot is still in use, ``add`` waits (back-pressure). The parent therefore holds
-``buffer_mb`` MiB whatever the chromosome length; each writer holds about 100 KiB per open
-file while writing (figwig: up to ~640 KiB, the items it gathers before compressing them),
-and while closing a file the zoom data of that one file (about ``chrom_len / bin_size * 3``
-bytes at most).
+``buffer_mb`` MiB whatever the chromosome length. Each native writer holds its group's bins
+past the last grid point (at most 5,120 bins a track, 20 KiB) and 40 bytes a block of index;
+its zoom blocks wait in one anonymous temporary file beside the outputs. A pyBigWig writer
+holds about 100 KiB per open file while writing and, while closing a file, the zoom data of
+that one file (about ``chrom_len / bin_size * 3`` bytes at most); figwig up to ~640 KiB a
+file, the items it gathers before compressing them.
 
-The pyBigWig write floor (the same arrays written by the same number of processes straight from
+An engine's write floor (the same arrays written by the same number of processes straight from
 memory, without the scanner and without the transfer) is a benchmark tool:
-``benchmarks/pybigwig_floor.py``.
+``benchmarks/pybigwig_floor.py`` (``write_floor(engine=)``).
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ _POLL_S = 0.5  # how often a waiting process checks that its peers are still ali
 
 
 # ---------------------------------------------------------------------------------------------
-# the part that talks to pyBigWig (runs in writer processes, or in the caller with n_procs=0)
+# the engines (run in writer processes, or in the caller with n_procs=0)
 def _raise_open_file_limit(needed: int) -> None:
     """Raise the soft limit on open files to ``needed`` when the hard limit allows it."""
     try:
@@ -128,7 +132,7 @@ def _raise_open_file_limit(needed: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
-ENGINES = ("pybigwig", "figwig", "native")
+ENGINES = ("native", "pybigwig", "figwig")
 """The libraries :class:`BigWigWriter` can write with (``engine=``; ``--bigwig-engine``)."""
 
 _FIGWIG_BATCH_ITEMS = 1 << 15
@@ -147,7 +151,7 @@ def check_engine(engine: str | None) -> str:
     if name == "figwig" and importlib.util.find_spec("figwig") is None:
         raise RegtracksError(
             'bigWig engine figwig needs the figwig package (pip install "figwig[fast]"); '
-            "or use --bigwig-engine pybigwig"
+            "or use --bigwig-engine native (the default)"
         )
     return name
 
@@ -400,7 +404,7 @@ def _worker_main(
     inbox,
     outbox,
     names: list[str] | None = None,
-    engine: str = "pybigwig",
+    engine: str = "native",
 ):
     """Writer process: own tracks ``[lo, hi)``; write the blocks the parent posts in slots."""
     import signal
@@ -518,9 +522,9 @@ class BigWigWriter:
         Blocks in flight (default ``DEFAULT_BIGWIG.n_slots``).
     start_method : str, optional
         ``multiprocessing`` start method (default ``spawn``).
-    engine : {"pybigwig", "figwig"}, optional
-        The library that writes the files (default ``DEFAULT_BIGWIG.engine``, pyBigWig; see
-        the module docstring). figwig is an optional package.
+    engine : {"native", "pybigwig", "figwig"}, optional
+        What writes the files (default ``DEFAULT_BIGWIG.engine``, ``native``: regtracks' own
+        writer; see the module docstring). figwig is an optional package.
 
     Raises
     ------
@@ -887,7 +891,7 @@ def write_bigwig(
         data; in genome order (see :class:`BigWigWriter`).
     bin_size : int
         Bin width in bp.
-    engine : {"pybigwig", "figwig"}, optional
+    engine : {"native", "pybigwig", "figwig"}, optional
         As for :class:`BigWigWriter`.
 
     Returns

@@ -4,8 +4,8 @@
 //
 // Prints one JSON object on stdout: {errors, consoleErrors, pageErrors, failedRequests,
 // blocked, tracks: [{name, url, type, loaded, message, nFeatures, nNonzero, maxValue,
-// dataRange}], locus, chromium}; with loci, also views: [{locus, tracks}] after igv.js has
-// gone to each. Requests to other hosts than URL's are aborted (as offline) and listed in
+// features (the first 5,000 in view: [start, end, value]), dataRange}], locus, chromium};
+// with loci, also views: [{locus, tracks}] after igv.js has gone to each. Requests to other hosts than URL's are aborted (as offline) and listed in
 // blocked. Exit code 0 when the page was read (the Python test judges the state),
 // 2 when Chromium or the page could not be driven at all.
 "use strict";
@@ -79,6 +79,7 @@ const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
             const t = tv.track;
             if (!t || !["wig", "annotation"].includes(t.type)) continue;
             let n = 0, nz = 0, mx = null, msg = null, loaded = true;
+            const feats = [];
             for (const vp of tv.viewports) {
               if (vp.messageDiv && vp.messageDiv.style.display !== "none") msg = vp.messageDiv.textContent;
               if (!vp.featureCache) { loaded = false; continue; }
@@ -88,13 +89,14 @@ const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
                 if (f.end <= start || f.start >= end) continue;
                 n += 1;
                 const v = t.type === "wig" ? f.value : 1;
+                if (feats.length < 5000) feats.push([f.start, f.end, v]);
                 if (v !== 0) nz += 1;
                 mx = mx === null ? v : Math.max(mx, v);
               }
             }
             tracks.push({
               name: t.name, url: t.url, type: t.type, loaded, message: msg,
-              nFeatures: n, nNonzero: nz, maxValue: mx,
+              nFeatures: n, nNonzero: nz, maxValue: mx, features: feats,
               dataRange: t.dataRange ? { min: t.dataRange.min, max: t.dataRange.max } : null,
               autoscale: !!t.autoscale,
               autoscaleGroup: t.autoscaleGroup || null,

@@ -431,16 +431,25 @@ def test_engine_output_is_checked_after_it_is_written(tmp_path, monkeypatch, eng
     import regtracks.tracks.bigwig as bwmod
 
     cls = bwmod._ENGINE_TRACKS[engine]
-    real_close = cls.close
+    real_open_all = cls._open_all
 
-    def close_then_lose_the_end(self):
-        paths = list(self.paths)
-        real_close(self)
-        for p in paths:
-            with open(p, "r+b") as fh:
-                fh.truncate(os.path.getsize(p) // 2)
+    class LosesTheEnd:  # a file handle whose close() "succeeds" but leaves half the file
+        def __init__(self, handle, path):
+            self.handle, self.path = handle, path
 
-    monkeypatch.setattr(cls, "close", close_then_lose_the_end)
+        def __getattr__(self, name):  # everything else: the library's own handle
+            return getattr(self.handle, name)
+
+        def close(self):
+            self.handle.close()
+            with open(self.path, "r+b") as fh:
+                fh.truncate(os.path.getsize(self.path) // 2)
+
+    def open_all(self):
+        real_open_all(self)
+        self.handles = [LosesTheEnd(h, p) for h, p in zip(self.handles, self.paths, strict=True)]
+
+    monkeypatch.setattr(cls, "_open_all", open_all)
     paths = [tmp_path / "out" / f"t{i}.bw" for i in range(2)]
     with pytest.raises(RegtracksError, match=r"t0\.bw: the bigWig written is incomplete"):
         with BigWigWriter(paths, CHROM_SIZES, bin_size=BIN, n_procs=0, engine=engine) as w:

@@ -67,7 +67,7 @@ def collect(model, genome, chrom, plan, **kw):
 @pytest.mark.parametrize("bin_size", [1, 7, 128])
 def test_echo_bins_are_exact_means(genome, bin_size):
     model = Echo()
-    plan = plan_scan(1, 1, bin_size=bin_size, window_len=1_000)
+    plan = plan_scan(1, 1, bin_size=bin_size, scan_window=1_000)
     got = collect(model, genome, "chrA", plan, batch_size=3)
     x = one_hot(genome.fetch("chrA", 0, genome.sizes["chrA"]))
     size = x.shape[1]
@@ -85,7 +85,7 @@ def test_echo_bins_are_exact_means(genome, bin_size):
 
 def test_conv_stitching_equals_long_input(genome, rng):
     model = Conv().eval()
-    plan = plan_scan(model.receptive_field, 1, bin_size=1, window_len=700)
+    plan = plan_scan(model.receptive_field, 1, bin_size=1, scan_window=700)
     assert plan.exact and plan.margin >= model.receptive_field
     got = collect(model, genome, "chrA", plan, batch_size=2)
     size = genome.sizes["chrA"]
@@ -109,7 +109,7 @@ def test_conv_stitching_equals_long_input(genome, rng):
 
 def test_marker_subset_rc_and_short_chrom(genome):
     model = Echo()
-    plan = plan_scan(1, 1, bin_size=10, window_len=300)
+    plan = plan_scan(1, 1, bin_size=10, scan_window=300)
     sub = collect(model, genome, "chrB", plan, marker_idx=[4, 1])
     full = collect(model, genome, "chrB", plan)
     np.testing.assert_allclose(sub, full[[4, 1]])
@@ -125,12 +125,12 @@ def test_plan_alignment():
     assert p.margin % 10 == 0 and p.margin >= 10_810
     assert p.core % 128 == 0 and p.core % 10 == 0 and p.window == p.core + 2 * p.margin
     assert p.core >= 6 * 10_000
-    approx = plan_scan(None, 10, bin_size=128, window_len=25_000)
+    approx = plan_scan(None, 10, bin_size=128, scan_window=25_000)
     assert not approx.exact
     with pytest.raises(ValueError, match="bin-size"):
         plan_scan(5, 1, bin_size=0)
     with pytest.raises(ValueError, match="no room"):
-        plan_scan(10_810, 10, bin_size=128, window_len=20_000)
+        plan_scan(10_810, 10, bin_size=128, scan_window=20_000)
 
 
 # -- the lean scan: equal to a brute-force reference, whatever the markers kept ---------------

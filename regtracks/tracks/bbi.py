@@ -400,6 +400,29 @@ class _Spill:
             self.fh.close()
 
 
+class _Held:
+    """Bins of a set held back until a grid point (copies: the caller reuses its buffers),
+    kept as the pieces that came (joined once, when written)."""
+
+    def __init__(self, ci: int, start: int):
+        self.ci, self.start, self.n = ci, start, 0
+        self.values: list[np.ndarray] = []
+        self.finite: list[np.ndarray] = []
+
+    def add(self, values: np.ndarray, finite: np.ndarray) -> None:
+        self.values.append(values.copy())
+        self.finite.append(finite.copy())
+        self.n += values.shape[1]
+
+    def joined(self, values=None, finite=None) -> tuple[np.ndarray, np.ndarray]:
+        """The held bins, then ``values`` / ``finite`` (not held) if given, as one block."""
+        v = self.values + ([values] if values is not None else [])
+        f = self.finite + ([finite] if finite is not None else [])
+        if len(v) == 1:
+            return v[0], f[0]
+        return np.concatenate(v, axis=1), np.concatenate(f, axis=1)
+
+
 class BigWigSet:
     """bigWig files of ``T`` tracks that share their chromosomes and bins, written together.
 
@@ -434,7 +457,7 @@ class BigWigSet:
         self.bases = np.zeros(T, np.int64)
         self.lo, self.hi = np.full(T, np.inf), np.full(T, -np.inf)
         self.total, self.sq = np.zeros(T), np.zeros(T)
-        self._held = None  # (chrom, start, values, finite): bins not yet written
+        self._held: _Held | None = None  # bins not yet written
         self._flushed = False
         self._finished_files = 0
 
@@ -446,46 +469,41 @@ class BigWigSet:
         crosses such a point, so the files do not depend on where the blocks were cut."""
         bs, n = self.bin_size, block.shape[1]
         h = self._held
-        if h is not None and (h[0] != ci or h[1] + h[2].shape[1] * bs != start):
-            self._held = None  # a gap, or another chromosome: the held bins end a run
-            self._process(h[0], h[1], h[2], h[3], h[2].shape[1])
+        if h is not None and (h.ci != ci or h.start + h.n * bs != start):
+            self._release()  # a gap, or another chromosome: the held bins end a run
             h = None
-        m = 0 if h is None else h[2].shape[1]
-        s0 = start if h is None else h[1]
+        m = 0 if h is None else h.n
+        s0 = start if h is None else h.start
         if n_full < n or start + n * bs >= self.sizes[ci]:  # the chromosome ends here
             if h is not None:
-                block = np.concatenate([h[2], block], axis=1)
-                finite = np.concatenate([h[3], finite], axis=1)
+                block, finite = h.joined(block, finite)
             self._held = None
             self._process(ci, s0, block, finite, m + n_full)
             return
         head = GRID - (s0 // bs) % GRID  # bins from s0 to the next grid point
         if m + n < head:  # no grid point reached: hold the block
-            self._hold(ci, s0, h, block, finite)
+            if h is None:
+                h = self._held = _Held(ci, start)
+            h.add(block, finite)
             return
         j = head - m  # the block's bins up to that grid point
         if h is None:
             self._process(ci, start, block[:, :j], finite[:, :j], j)
         else:
-            hb = np.concatenate([h[2], block[:, :j]], axis=1)
-            self._process(ci, s0, hb, np.concatenate([h[3], finite[:, :j]], axis=1), head)
-        self._held = None
+            self._held = None
+            self._process(ci, s0, *h.joined(block[:, :j], finite[:, :j]), head)
         k = j + (n - j) // GRID * GRID  # then whole grid cells
         if k > j:
             self._process(ci, start + j * bs, block[:, j:k], finite[:, j:k], k - j)
         if k < n:
-            self._hold(ci, start + k * bs, None, block[:, k:], finite[:, k:])
+            self._held = _Held(ci, start + k * bs)
+            self._held.add(block[:, k:], finite[:, k:])
 
-    def _hold(self, ci, start, held, block, finite) -> None:
-        if held is None:
-            self._held = (ci, start, block.copy(), finite.copy())
-        else:
-            self._held = (
-                ci,
-                start,
-                np.concatenate([held[2], block], axis=1),
-                np.concatenate([held[3], finite], axis=1),
-            )
+    def _release(self) -> None:
+        """Write the bins held (their run ends: a gap, another chromosome, the end)."""
+        h, self._held = self._held, None
+        if h is not None:
+            self._process(h.ci, h.start, *h.joined(), h.n)
 
     def _process(self, ci: int, start: int, block: np.ndarray, finite: np.ndarray, n_full: int):
         """Write bins ``[0, n)`` of a block: sections, the partial last bin, zoom records."""
@@ -658,9 +676,7 @@ class BigWigSet:
         compress what is left."""
         if self._flushed:
             return
-        h, self._held = self._held, None
-        if h is not None:
-            self._process(h[0], h[1], h[2], h[3], h[2].shape[1])
+        self._release()
         for k, lv in enumerate(self.levels):
             c, lv.carry = lv.carry, None
             if c is not None:

@@ -1,5 +1,5 @@
 """torchrun for inference: `predict`, `saliency` and `variants` split over processes give what
-one process gives (bigWig values, manifests, TSV bytes, HDF5 datasets, the annotated VCF).
+one process gives (bigWig values and bytes, manifests, TSV bytes, HDF5 datasets, the annotated VCF).
 
 Fast tests run the processes' shares in threads of this process (tests.test_runtime.ThreadJob
 stands in for torch.distributed) over awkward geometries: chunks smaller than the margin, more
@@ -298,6 +298,8 @@ def _same_tracks(hub_a, hub_b, names):
         for c in ca:
             np.testing.assert_array_equal(vb[c][0], va[c][0])  # NaN (no data) where it is NaN
             assert vb[c][1] == va[c][1], (n, c)
+        # and the same bytes: the native writer's files do not depend on how the work was cut
+        assert (hub_b / "tracks" / n).read_bytes() == (hub_a / "tracks" / n).read_bytes(), n
 
 
 def _manifest(hub):

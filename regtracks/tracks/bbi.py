@@ -16,10 +16,15 @@ The files (Kent et al. 2010, *Bioinformatics* 26:2204; the layout of UCSC's ``bb
     | per zoom level: record count (4 B) + zoom blocks | its R-tree
     | magic (4 B)
 
-* Data: fixedStep sections (``type 3``) of at most :data:`ITEMS_PER_SECTION` bins with
-  ``step = span = bin_size``, each zlib-compressed; a chromosome's partial last bin is a
-  section of its own with a shorter span; a run of non-finite bins ends a section (no NaN is
-  ever written).
+* Data: fixedStep sections (``type 3``) with ``step = span = bin_size``, cut every
+  :data:`ITEMS_PER_SECTION` bins from the chromosome start, each zlib-compressed; a
+  chromosome's partial last bin is a section of its own with a shorter span; a run of
+  non-finite bins ends a section (no NaN is ever written).
+* The same bytes however the caller cuts its blocks (writer processes with any slot size,
+  torchrun's ranks): a block is written up to its last :data:`GRID` point, the rest waits for
+  the next block; each zoom record above the first level is summed from all its children at
+  once; zoom blocks are runs of a file's own records; the header's sums are in record order.
+  Blocks that start off the bin grid still give right files, not always the same bytes.
 * Zoom levels: records (chromId, start, end, validCount, min, max, sum, sumSquares) on a grid
   of ``reduction`` bp from the chromosome start. The first reduction is 20 bins (UCSC's rule
   in ``bedGraphToBigWig``: ten items, doubled until the summary is under half the data), each
@@ -34,8 +39,9 @@ The files (Kent et al. 2010, *Bioinformatics* 26:2204; the layout of UCSC's ``bb
 
 Everything here is format only; :mod:`regtracks.tracks.bigwig` wraps it as the ``native``
 engine of :class:`~regtracks.tracks.bigwig.BigWigWriter` (temporary names, checks,
-processes). Memory: each file's index entries (40 bytes a block) and the set's zoom records
-not yet compressed (at most ~1,000 records of each level for every track, ~40 bytes each).
+processes). Memory: each file's index entries (40 bytes a block), the bins held back (at
+most :data:`GRID` a track) and the set's zoom records not yet compressed (at most ~2,000
+records of each level for every track, ~40 bytes each).
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ BinSizeOpt = option(int, "--bin-size", help="Track resolution in bp (the mean pe
 ChromOpt = option(list[str], "--chrom", "-c", help="Chromosome(s) to predict: repeatable, or a comma list; or 'all'.")
 RcAverageOpt = option(bool, "--rc-average", help="Average with the reverse-complement prediction.")
 WritersOpt = option(int, "--writers", help="bigWig writer processes (0: in this process).")
-BigWigEngineOpt = option(str, "--bigwig-engine", help="What writes the bigWigs: native (the default: regtracks' own writer, numpy + libdeflate, 4x less CPU than pyBigWig for 919 tracks at 128 bp, files of the same size), pybigwig (libBigWig, the fallback) or figwig (an optional package, pip install 'figwig[fast]').")
+BigWigEngineOpt = option(str, "--bigwig-engine", help="What writes the bigWigs: native (the default: regtracks' own writer, numpy + libdeflate, 4x less CPU than pyBigWig for 919 tracks at 128 bp, files of the same size), pybigwig (libBigWig, the fallback) or figwig (an optional package, pip install 'figwig\\[fast]').")
 RegionOpt = option(str, "--region", "-r", help="chr1:1,000,001-1,100,000 (1-based, inclusive) or a chromosome.")
 ReduceOpt = option(str, "--reduce", help="grad_x_input (gradient at the base present) or norm (paper Fig. 2).")
 TargetOpt = option(str, "--target", help="Outputs back-propagated from: positives (the marker's labels, the paper's Fig. 2; the default when the run's peak files are there, else all), predicted (probability > 0.5) or all.")

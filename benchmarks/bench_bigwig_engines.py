@@ -90,24 +90,16 @@ def _runs(finite: np.ndarray):
     return zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True)
 
 
-def _write_with(engine, paths, chrom_sizes, blocks, bin_size):
-    """One of the writer's own per-process engines (``_ENGINE_TRACKS``) from memory."""
-    from regtracks.tracks.bigwig import _ENGINE_TRACKS
-
-    tracks = _ENGINE_TRACKS[engine](paths, chrom_sizes, bin_size=bin_size)
-    tracks.checked = False  # the engine alone: no check, no fsync
-    idx = {c: i for i, (c, _) in enumerate(chrom_sizes)}
-    for chrom, block in blocks:
-        tracks.write(idx[chrom], 0, block)
-    tracks.close()
-
-
 def write_pybigwig(paths, chrom_sizes, blocks, bin_size):
-    _write_with("pybigwig", paths, chrom_sizes, blocks, bin_size)
+    from pybigwig_floor import write_engine  # the writer's own per-process code, alone
+
+    write_engine("pybigwig", paths, chrom_sizes, blocks, bin_size)
 
 
 def write_native(paths, chrom_sizes, blocks, bin_size):
-    _write_with("native", paths, chrom_sizes, blocks, bin_size)
+    from pybigwig_floor import write_engine
+
+    write_engine("native", paths, chrom_sizes, blocks, bin_size)
 
 
 def _pybigtools_items(row: np.ndarray, chrom: str, size: int, bin_size: int):

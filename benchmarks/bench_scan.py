@@ -102,17 +102,13 @@ def one_predict(args) -> dict:
         bigwig_engine=args.engine,
     )
     wall = time.perf_counter() - t
-    me, kids = (
-        resource.getrusage(resource.RUSAGE_SELF),
-        resource.getrusage(resource.RUSAGE_CHILDREN),
-    )
-    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "wall": wall,
         "bases": res.bases,
-        "parent_rss_mib": self_rss,
-        "largest_writer_rss_mib": child_rss,
+        "parent_rss_mib": me.ru_maxrss / 1024,
+        "largest_writer_rss_mib": kids.ru_maxrss / 1024,
         "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,  # writers included
     }
 

@@ -33,7 +33,7 @@ from regtracks.tracks.bigwig import (
     check_engine,
 )
 
-__all__ = ["write_floor", "WriteFloor"]
+__all__ = ["write_floor", "write_engine", "WriteFloor"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,18 @@ class WriteFloor:
     n_procs: int
 
 
-def _floor_main(lo, hi, npy, chrom_sizes, bin_size, out_dir, barrier, outbox, engine="pybigwig"):
+def write_engine(engine: str, paths, chrom_sizes, blocks, bin_size: int) -> None:
+    """Write whole-chromosome ``blocks`` (``[(chrom, (t, n) float32)]``, from bin 0) into
+    ``paths`` with the writer's own per-process code of ``engine`` alone: no check, no fsync."""
+    tracks = _ENGINE_TRACKS[engine](paths, chrom_sizes, bin_size=bin_size)
+    tracks.checked = False
+    idx = {c: i for i, (c, _) in enumerate(chrom_sizes)}
+    for chrom, block in blocks:
+        tracks.write(idx[chrom], 0, block)
+    tracks.close()
+
+
+def _floor_main(lo, hi, npy, chrom_sizes, bin_size, out_dir, barrier, outbox, engine):
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -68,12 +79,7 @@ def _floor_main(lo, hi, npy, chrom_sizes, bin_size, out_dir, barrier, outbox, en
         barrier.wait()
         t0 = time.monotonic()
         paths = [os.path.join(out_dir, f"track{i}.bw") for i in range(lo, hi)]
-        tracks = _ENGINE_TRACKS[engine](paths, chrom_sizes, bin_size=bin_size)
-        tracks.checked = False  # the engine alone: no check, no fsync
-        idx = {c: i for i, (c, _) in enumerate(chrom_sizes)}
-        for chrom, block in blocks:
-            tracks.write(idx[chrom], 0, block)
-        tracks.close()
+        write_engine(engine, paths, chrom_sizes, blocks, bin_size)
         outbox.put(("ok", t0, time.monotonic(), sum(os.path.getsize(p) for p in paths)))
     except BaseException as exc:
         with contextlib.suppress(Exception):

@@ -131,6 +131,13 @@ def finite_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
+def _grid_cuts(q: int, a: int, b: int, step: int) -> list[int]:
+    """``[a, ..., b]``: bins ``a`` and ``b`` of a block whose bin 0 is bin ``q`` of its
+    chromosome, and between them every bin whose index in the chromosome is a multiple of
+    ``step`` (so the cuts do not depend on where the block starts)."""
+    return [a, *range(a + step - (q + a) % step, b, step), b]
+
+
 def zoom_reductions(bin_size: int, max_chrom: int) -> list[int]:
     """The zoom levels' reductions (bp) for bins of ``bin_size`` and the longest chromosome.
 
@@ -535,13 +542,12 @@ class BigWigSet:
         """fixedStep sections of bins ``[a, b)`` of ``rows`` (one row per file of ``which``),
         cut at every :data:`ITEMS_PER_SECTION` bins from the chromosome start."""
         bs, k = self.bin_size, ITEMS_PER_SECTION
-        q = start // bs + a  # the bin index of bin a, from the chromosome start
-        firsts = [a, *range(a + (k - q % k), b, k)]
-        bounds = np.empty((len(firsts), 3), np.uint64)
+        cuts = _grid_cuts(start // bs, a, b, k)
+        bounds = np.empty((len(cuts) - 1, 3), np.uint64)
         parts: list[list[bytes]] = [[] for _ in which]
         buf = np.empty((rows.shape[0], 24 + 4 * k), np.uint8)
-        for j, s in enumerate(firsts):
-            m = (firsts[j + 1] if j + 1 < len(firsts) else b) - s
+        for j, (s, e) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+            m = e - s
             s0 = start + s * bs
             bounds[j] = (ci, s0, s0 + m * bs)
             buf[:, :24] = np.frombuffer(
@@ -560,8 +566,7 @@ class BigWigSet:
         cut on the :data:`GRID` (a record never spans two pieces)."""
         bs, r1 = self.bin_size, self.reductions[0]
         n = block.shape[1]
-        q = start // bs
-        cuts = [0, *range(GRID - q % GRID, n_full, GRID), n_full]
+        cuts = _grid_cuts(start // bs, 0, n_full, GRID)
         pieces = [(a, b, bs) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
         if n_full < n:
             pieces.append((n_full, n, self.sizes[ci] - (start + n_full * bs)))

@@ -245,21 +245,18 @@ class _Tracks:
         while self.handles:
             with contextlib.suppress(OSError):  # zoom levels and index: ~0.45x the data
                 self._room(k, int(os.path.getsize(self.paths[k]) * _CLOSE_BYTES_PER_BYTE))
+            # flushed to disk and checked (libraries print some write errors instead of
+            # raising them: a full disk left pyBigWig's 4 KiB header-only files) here, in the
+            # writer process, while the other processes still write: not one by one after
             try:
                 self.handles.pop(0).close()
+                if self.checked:
+                    fsync_file(self.paths[k])
             except (RuntimeError, OSError, ValueError, TypeError) as exc:
                 cause = write_cause(self.paths[k], exc)
                 raise RegtracksError(f"{self.names[k]}: cannot finish ({cause})") from None
-            # checked (libraries print some write errors instead of raising them: a full
-            # disk left pyBigWig's 4 KiB header-only files) and flushed to disk here, in the
-            # writer process, while the other processes still write: not one by one after
             if self.checked:
                 check_bigwig(self.paths[k], self.header, bases=self.bases[k], name=self.names[k])
-                try:
-                    fsync_file(self.paths[k])
-                except OSError as exc:
-                    cause = write_cause(self.paths[k], exc)
-                    raise RegtracksError(f"{self.names[k]}: cannot finish ({cause})") from None
             k += 1
 
     def abandon(self) -> None:
@@ -351,30 +348,29 @@ class _NativeTracks(_Tracks):
         def close(self) -> None:
             self.tracks.finish(self.i)
 
-    def _open_all(self) -> None:
+    @contextlib.contextmanager
+    def _failing(self, what: str):
+        """An OSError of the set (its files share a folder) as one line naming the first."""
         try:
-            self.set = BigWigSet(self.paths, self.header, self.bin_size)
+            yield
         except OSError as exc:
-            raise RegtracksError(
-                f"{self.names[0]}: cannot write the bigWig ({write_cause(self.paths[0], exc)})"
-            ) from None
+            cause = write_cause(self.paths[0], exc)
+            raise RegtracksError(f"{self.names[0]}: {what} ({cause})") from None
+
+    def _open_all(self) -> None:
+        with self._failing("cannot write the bigWig"):
+            self.set = BigWigSet(self.paths, self.header, self.bin_size)
         self.handles = [self._Finish(self.set, i) for i in range(len(self.paths))]
 
     def _write_block(self, chrom_idx, start, block, finite, n_full, covered) -> None:
-        try:
+        with self._failing("cannot write"):
             self.set.write(chrom_idx, start, block, finite, n_full)
-        except OSError as exc:
-            cause = write_cause(self.paths[0], exc)
-            raise RegtracksError(f"{self.names[0]}: cannot write ({cause})") from None
         for i, c in enumerate(covered.tolist()):
             self.bases[i] += c
 
     def close(self) -> None:
-        try:
+        with self._failing("cannot finish"):
             self.set.flush()  # the zoom records still open, of every file
-        except OSError as exc:
-            cause = write_cause(self.paths[0], exc)
-            raise RegtracksError(f"{self.names[0]}: cannot finish ({cause})") from None
         super().close()
 
     def abandon(self) -> None:
